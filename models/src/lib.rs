@@ -1,0 +1,1 @@
+//! complaintflow-models (under construction).

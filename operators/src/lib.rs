@@ -1,0 +1,1 @@
+//! complaintflow-operators (under construction).

@@ -1,0 +1,1 @@
+//! complaintflow-pipelines (under construction).
