@@ -139,6 +139,7 @@ pub enum YesNo {
 impl YesNo {
     /// Parses the spellings found in CFPB exports and their re-saved copies. Empty strings and
     /// `None`/`null` mean missing and give `Ok(None)`; anything else unknown is an error.
+    #[allow(clippy::result_unit_err)] // public shape kept: the caller names the field
     pub fn parse(s: &str) -> Result<Option<YesNo>, ()> {
         let t = s.trim();
         if is_missing(t) {
@@ -327,8 +328,15 @@ impl Tags {
     /// Builds a set from its two flags.
     pub fn new(servicemember: bool, older_american: bool) -> Tags {
         Tags(
-            if servicemember { Self::SERVICEMEMBER } else { 0 }
-                | if older_american { Self::OLDER_AMERICAN } else { 0 },
+            if servicemember {
+                Self::SERVICEMEMBER
+            } else {
+                0
+            } | if older_american {
+                Self::OLDER_AMERICAN
+            } else {
+                0
+            },
         )
     }
 

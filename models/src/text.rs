@@ -1,0 +1,501 @@
+//! Text analysis of the narrative: tokenizing, redactions, money, stop words, stemming,
+//! n-gram ids, sentiment and entity counts — in one pass, without allocating once the
+//! scratch buffers are warm.
+//!
+//! Tokens are maximal runs of Unicode alphanumeric characters (apostrophes inside a word are
+//! dropped: `don't` → `dont`), lowercased. CFPB redactions (`XXXX`, `XX/XX/XXXX`) are
+//! removed and counted; money amounts written `{$1,200.00}` are removed and collected. Terms
+//! are the Snowball stems of the remaining tokens that are at least two characters long, not
+//! all digits and not stop words; n-gram ids are stable 64-bit hashes of the terms
+//! ([`crate::hash`]).
+
+use rust_stemmers::{Algorithm, Stemmer};
+
+use crate::hash::{combine, fnv1a64, IdMap};
+use crate::lexicon::{lexicon, Entity, LexInfo, Lexicon, MAX_PHRASE, N_ENTITIES};
+
+/// Which parts of the analysis to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AnalyzeOpts {
+    pub terms: bool,
+    pub bigrams: bool,
+    pub stop_words: bool,
+    pub stemming: bool,
+    pub sentiment: bool,
+    pub entities: bool,
+    /// Produce display names of terms (fit time only; allocates).
+    pub names: bool,
+}
+
+/// Counts gathered from one narrative.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TextStats {
+    pub chars: u32,
+    pub words: u32,
+    pub letters: u32,
+    pub upper: u32,
+    pub exclamations: u32,
+    pub redactions: u32,
+    pub redacted_dates: u32,
+    pub money_count: u32,
+    pub money_max: f64,
+    pub valence_sum: f32,
+    pub pos_sum: f32,
+    pub neg_sum: f32,
+    pub neutral: u32,
+    pub entities: [u32; N_ENTITIES],
+}
+
+const CACHE_MAX: usize = 262_144;
+
+/// Reusable buffers of the analyzer.
+pub(crate) struct TextScratch {
+    stemmer: Stemmer,
+    lower: String,
+    /// Lowercase-token hash → (stem hash, lexicon info): one lookup per token once warm.
+    cache: IdMap<(u64, LexInfo)>,
+    /// Display name of the current term (names mode).
+    pub name: String,
+    prev_name: String,
+    ring: [u64; MAX_PHRASE],
+    ring_len: usize,
+    negation_ring: [bool; 3],
+}
+
+impl std::fmt::Debug for TextScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextScratch")
+            .field("cache_len", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TextScratch {
+    fn default() -> Self {
+        TextScratch {
+            stemmer: Stemmer::create(Algorithm::English),
+            lower: String::with_capacity(64),
+            cache: IdMap::default(),
+            name: String::new(),
+            prev_name: String::new(),
+            ring: [0; MAX_PHRASE],
+            ring_len: 0,
+            negation_ring: [false; 3],
+        }
+    }
+}
+
+impl Clone for TextScratch {
+    fn clone(&self) -> Self {
+        TextScratch::default()
+    }
+}
+
+/// Parses a money amount after `{$` (`1,200.00}`); returns the amount and the byte length
+/// consumed including the closing brace.
+fn parse_money(rest: &str) -> Option<(f64, usize)> {
+    let mut value = 0.0f64;
+    let mut frac_scale = 0.0f64;
+    let mut digits = 0usize;
+    for (i, b) in rest.bytes().enumerate().take(32) {
+        match b {
+            b'0'..=b'9' => {
+                let d = f64::from(b - b'0');
+                if frac_scale > 0.0 {
+                    value += d * frac_scale;
+                    frac_scale /= 10.0;
+                } else {
+                    value = value * 10.0 + d;
+                }
+                digits += 1;
+            }
+            b',' if frac_scale == 0.0 => {}
+            b'.' if frac_scale == 0.0 => frac_scale = 0.1,
+            b'}' if digits > 0 => return Some((value, i + 1)),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Analyzes `text`, filling `stats` and calling `sink(term_id, name)` for every unigram and
+/// (when enabled) bigram occurrence. `name` is `Some` only in names mode.
+pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
+    text: &str,
+    opts: AnalyzeOpts,
+    scratch: &mut TextScratch,
+    stats: &mut TextStats,
+    mut sink: F,
+) {
+    *stats = TextStats::default();
+    let lex = lexicon();
+    scratch.ring_len = 0;
+    scratch.negation_ring = [false; 3];
+    scratch.prev_name.clear();
+    let mut prev_term: Option<u64> = None;
+    // Byte offset just after the last redaction token, and how many parts its span has.
+    let mut last_redaction_end = usize::MAX;
+    let mut redaction_parts = 0u32;
+
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // Fast ASCII classification, falling back to char decoding.
+        let (ch, ch_len) = if b < 0x80 {
+            (b as char, 1)
+        } else {
+            match text.get(i..).and_then(|s| s.chars().next()) {
+                Some(c) => (c, c.len_utf8()),
+                None => break,
+            }
+        };
+        stats.chars += 1;
+        if ch == '!' {
+            stats.exclamations += 1;
+            i += 1;
+            continue;
+        }
+        if ch == '{' && bytes.get(i + 1) == Some(&b'$') {
+            if let Some((amount, used)) = text.get(i + 2..).and_then(parse_money) {
+                stats.money_count += 1;
+                if amount > stats.money_max {
+                    stats.money_max = amount;
+                }
+                stats.chars += (used + 1) as u32;
+                i += 2 + used;
+                continue;
+            }
+        }
+        if !ch.is_alphanumeric() {
+            i += ch_len;
+            continue;
+        }
+        // A token: alphanumeric run, apostrophes between alphanumerics are skipped.
+        let start = i;
+        scratch.lower.clear();
+        let mut all_x = true;
+        let mut all_digit = true;
+        let mut n_chars = 0u32;
+        let mut letters = 0u32;
+        let mut upper = 0u32;
+        let mut j = i;
+        while j < bytes.len() {
+            let bj = bytes[j];
+            if bj.is_ascii_alphanumeric() {
+                // ASCII fast path.
+                n_chars += 1;
+                all_x &= bj == b'X';
+                let digit = bj.is_ascii_digit();
+                all_digit &= digit;
+                if !digit {
+                    letters += 1;
+                    upper += u32::from(bj.is_ascii_uppercase());
+                }
+                scratch.lower.push(char::from(bj.to_ascii_lowercase()));
+                j += 1;
+                continue;
+            }
+            let (c, l) = if bj < 0x80 {
+                (bj as char, 1)
+            } else {
+                match text.get(j..).and_then(|s| s.chars().next()) {
+                    Some(c) => (c, c.len_utf8()),
+                    None => break,
+                }
+            };
+            if c.is_alphanumeric() {
+                n_chars += 1;
+                all_x &= c == 'X';
+                all_digit &= c.is_ascii_digit();
+                if c.is_alphabetic() {
+                    letters += 1;
+                    if c.is_uppercase() {
+                        upper += 1;
+                    }
+                }
+                if c.is_ascii() {
+                    scratch.lower.push(c.to_ascii_lowercase());
+                } else {
+                    scratch.lower.extend(c.to_lowercase());
+                }
+                j += l;
+            } else if (c == '\'' || c == '\u{2019}') && n_chars > 0 {
+                // Keep going only if an alphanumeric follows.
+                let next = text.get(j + l..).and_then(|s| s.chars().next());
+                if next.is_some_and(char::is_alphanumeric) {
+                    j += l;
+                } else {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        stats.chars += n_chars.saturating_sub(1);
+        i = j;
+
+        if all_x && n_chars >= 2 {
+            // CFPB redaction. `XX/XX/XXXX` is one span, a redacted date.
+            if last_redaction_end != usize::MAX
+                && start == last_redaction_end + 1
+                && bytes.get(last_redaction_end) == Some(&b'/')
+            {
+                redaction_parts += 1;
+                if redaction_parts == 2 {
+                    stats.redacted_dates += 1;
+                }
+            } else {
+                stats.redactions += 1;
+                redaction_parts = 1;
+            }
+            last_redaction_end = j;
+            continue;
+        }
+        if all_digit
+            && last_redaction_end != usize::MAX
+            && start == last_redaction_end + 1
+            && bytes.get(last_redaction_end) == Some(&b'/')
+            && redaction_parts == 1
+        {
+            // `XX/XX/2019`-style partially redacted date.
+            stats.redacted_dates += 1;
+            redaction_parts = 2;
+        }
+
+        stats.words += 1;
+        stats.letters += letters;
+        stats.upper += upper;
+        if all_digit {
+            push_ring(scratch, fnv1a64(scratch.lower.as_bytes()));
+            continue;
+        }
+        let h = fnv1a64(scratch.lower.as_bytes());
+        let (stem_hash, info) = if opts.names {
+            (0, lex.words.get(&h).copied().unwrap_or_default())
+        } else if let Some(&hit) = scratch.cache.get(&h) {
+            hit
+        } else {
+            // Miss: stem (this may allocate) and remember both, whatever the options.
+            let entry = (
+                fnv1a64(scratch.stemmer.stem(&scratch.lower).as_bytes()),
+                lex.words.get(&h).copied().unwrap_or_default(),
+            );
+            if scratch.cache.len() >= CACHE_MAX {
+                scratch.cache.clear();
+            }
+            scratch.cache.insert(h, entry);
+            entry
+        };
+        push_ring(scratch, h);
+
+        if opts.sentiment {
+            let mut v = info.valence;
+            if v != 0.0 {
+                if scratch.negation_ring.iter().any(|&n| n) {
+                    v *= -0.74;
+                }
+                stats.valence_sum += v;
+                if v > 0.0 {
+                    stats.pos_sum += v + 1.0;
+                } else {
+                    stats.neg_sum += v - 1.0;
+                }
+            } else {
+                stats.neutral += 1;
+            }
+            scratch.negation_ring = [
+                info.negation,
+                scratch.negation_ring[0],
+                scratch.negation_ring[1],
+            ];
+        }
+        if opts.entities {
+            if let Some(e) = info.entity {
+                stats.entities[e as usize] += 1;
+            }
+            if info.phrase_end {
+                match_phrases(lex, scratch, stats);
+            }
+        }
+
+        if !opts.terms || n_chars < 2 || (opts.stop_words && info.stop) {
+            continue;
+        }
+        let term = if opts.names {
+            scratch.name.clear();
+            if opts.stemming {
+                let stem = scratch.stemmer.stem(&scratch.lower);
+                scratch.name.push_str(&stem);
+            } else {
+                scratch.name.push_str(&scratch.lower);
+            }
+            fnv1a64(scratch.name.as_bytes())
+        } else if opts.stemming {
+            stem_hash
+        } else {
+            h
+        };
+        sink(term, opts.names.then_some(scratch.name.as_str()));
+        if opts.bigrams {
+            if let Some(p) = prev_term {
+                let id = combine(p, term);
+                if opts.names {
+                    let mut bigram =
+                        String::with_capacity(scratch.prev_name.len() + 1 + scratch.name.len());
+                    bigram.push_str(&scratch.prev_name);
+                    bigram.push(' ');
+                    bigram.push_str(&scratch.name);
+                    sink(id, Some(&bigram));
+                } else {
+                    sink(id, None);
+                }
+            }
+        }
+        if opts.names {
+            std::mem::swap(&mut scratch.prev_name, &mut scratch.name);
+        }
+        prev_term = Some(term);
+    }
+    stats.entities[Entity::DateMention as usize] += stats.redacted_dates;
+    stats.entities[Entity::MoneyWord as usize] += stats.money_count;
+}
+
+#[inline]
+fn push_ring(scratch: &mut TextScratch, h: u64) {
+    scratch.ring.copy_within(0..MAX_PHRASE - 1, 1);
+    scratch.ring[0] = h;
+    scratch.ring_len = (scratch.ring_len + 1).min(MAX_PHRASE);
+}
+
+/// Checks whether the last 2..=MAX_PHRASE tokens form a known phrase.
+fn match_phrases(lex: &Lexicon, scratch: &TextScratch, stats: &mut TextStats) {
+    for n in 2..=scratch.ring_len {
+        let mut h = 0u64;
+        for k in (0..n).rev() {
+            h = combine(h, scratch.ring[k]);
+        }
+        if let Some(e) = lex.phrases.get(&h) {
+            stats.entities[*e as usize] += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn opts() -> AnalyzeOpts {
+        AnalyzeOpts {
+            terms: true,
+            bigrams: true,
+            stop_words: true,
+            stemming: true,
+            sentiment: true,
+            entities: true,
+            names: true,
+        }
+    }
+
+    fn run(text: &str) -> (TextStats, Vec<String>) {
+        let mut scratch = TextScratch::default();
+        let mut stats = TextStats::default();
+        let mut names = Vec::new();
+        analyze(text, opts(), &mut scratch, &mut stats, |_, n| {
+            names.push(n.unwrap_or("").to_string())
+        });
+        (stats, names)
+    }
+
+    #[test]
+    fn redactions_and_money_are_removed_and_counted() {
+        let (s, names) = run("On XX/XX/XXXX I paid {$1,200.50} and {$35.00} to XXXX XXXX.");
+        // `XX/XX/XXXX` is one span; `XXXX XXXX` two (space-separated).
+        assert_eq!(s.redactions, 3);
+        assert_eq!(s.redacted_dates, 1);
+        assert_eq!(s.money_count, 2);
+        assert!((s.money_max - 1200.5).abs() < 1e-9);
+        // "On", "I", "and", "to" are stop words / too short; "paid" stems to "paid".
+        assert_eq!(names, vec!["paid".to_string()]);
+    }
+
+    #[test]
+    fn stems_and_bigrams() {
+        let (s, names) = run("Disputed REPORTS, don't");
+        assert_eq!(s.words, 3);
+        assert_eq!(s.upper, 1 + 7);
+        assert_eq!(
+            names,
+            vec!["disput", "report", "disput report", "dont", "report dont"]
+        );
+    }
+
+    #[test]
+    fn unicode_lowercasing_without_stemming() {
+        let mut scratch = TextScratch::default();
+        let mut stats = TextStats::default();
+        let mut names = Vec::new();
+        let o = AnalyzeOpts {
+            stemming: false,
+            bigrams: false,
+            ..opts()
+        };
+        analyze(
+            "Straße ÜBER Ĳssel",
+            o,
+            &mut scratch,
+            &mut stats,
+            |_, n| names.push(n.unwrap_or("").to_string()),
+        );
+        assert_eq!(names, vec!["straße", "über", "ĳssel"]);
+        assert_eq!(stats.letters, 6 + 4 + 5);
+    }
+
+    #[test]
+    fn sentiment_negation_and_entities() {
+        let (pos, _) = run("great help, thank you");
+        let (neg, _) = run("this is not great, it is a scam");
+        assert!(pos.valence_sum > 0.0);
+        assert!(neg.valence_sum < 0.0, "negated `great` plus `scam`");
+        let (e, _) = run(
+            "Equifax and Trans Union violated the Fair Credit Reporting Act (FCRA); \
+             I will contact my attorney and take legal action. In January.",
+        );
+        assert_eq!(e.entities[Entity::Equifax as usize], 1);
+        assert_eq!(e.entities[Entity::TransUnion as usize], 1);
+        // "fair credit reporting" and "fair credit reporting act" both match, plus FCRA.
+        assert_eq!(e.entities[Entity::Fcra as usize], 3);
+        assert_eq!(e.entities[Entity::LegalThreat as usize], 2);
+        assert_eq!(e.entities[Entity::DateMention as usize], 1);
+        assert_eq!(e.entities[Entity::Experian as usize], 0);
+    }
+
+    #[test]
+    fn cached_and_uncached_stemming_give_the_same_ids() {
+        let text = "Collections agency keeps calling about debts, collecting again";
+        let mut scratch = TextScratch::default();
+        let mut stats = TextStats::default();
+        let mut named = Vec::new();
+        analyze(text, opts(), &mut scratch, &mut stats, |id, _| {
+            named.push(id)
+        });
+        let fast = AnalyzeOpts {
+            names: false,
+            ..opts()
+        };
+        for _ in 0..2 {
+            let mut ids = Vec::new();
+            analyze(text, fast, &mut scratch, &mut stats, |id, _| ids.push(id));
+            assert_eq!(ids, named);
+        }
+    }
+
+    #[test]
+    fn money_parser_rejects_garbage() {
+        assert_eq!(parse_money("12.50}"), Some((12.5, 6)));
+        assert_eq!(parse_money("abc}"), None);
+        assert_eq!(parse_money("}"), None);
+        assert_eq!(parse_money("12"), None);
+    }
+}

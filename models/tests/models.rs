@@ -1,0 +1,335 @@
+//! Integration tests on the real CFPB dev file.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::path::Path;
+
+use complaintflow_datasets::{CompanyResponse, Complaint, LabelPolicy, YesNo};
+use complaintflow_models::metrics::auc_roc;
+use complaintflow_models::{
+    train, DataInfo, FeatureConfig, FeaturePipeline, Model, ModelError, Registry, SparseFeatures,
+    Stage, TextVectorizer, TrainConfig,
+};
+
+const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
+
+fn dev() -> Vec<Complaint> {
+    serde_json::from_slice(&std::fs::read(DEV).expect("dev file")).expect("dev file parses")
+}
+
+/// A small, fast configuration for tests (the defaults are exercised by the example/bench).
+fn small_config() -> TrainConfig {
+    TrainConfig {
+        features: FeatureConfig {
+            max_features: 400,
+            ..FeatureConfig::default()
+        },
+        alphas: vec![1.0, 10.0],
+        max_iterations: 40,
+        ..TrainConfig::default()
+    }
+}
+
+fn small_outcome() -> (Vec<Complaint>, complaintflow_models::TrainOutcome) {
+    let all = dev();
+    let subset: Vec<Complaint> = all.into_iter().take(2000).collect();
+    let outcome = train(&subset, &small_config(), &mut |_| {}).expect("training succeeds");
+    (subset, outcome)
+}
+
+#[test]
+fn batch_and_stream_paths_give_identical_vectors() {
+    let all = dev();
+    let pipeline = FeaturePipeline::fit(&FeatureConfig::default(), &all[..3000]).unwrap();
+    // Batch path: what training builds its design matrix from.
+    let batch = pipeline.transform_batch(all.iter());
+    assert_eq!(batch.len(), all.len());
+    // Stream path: the pipeline broadcast through bincode, each complaint re-parsed from its
+    // JSON message, one long-lived buffer per worker, records in another order.
+    let bytes = bincode::serialize(&pipeline).unwrap();
+    let streamed: complaintflow_models::FittedPipeline = bincode::deserialize(&bytes).unwrap();
+    let mut buf = SparseFeatures::new();
+    let mut with_text = 0;
+    for (i, c) in all.iter().enumerate().rev() {
+        let msg = serde_json::to_vec(c).unwrap();
+        let parsed: Complaint = serde_json::from_slice(&msg).unwrap();
+        streamed.transform(&parsed, &mut buf);
+        let (idx, val) = batch.row(i).unwrap();
+        assert_eq!(buf.indices(), idx, "complaint {}", c.complaint_id);
+        let same_bits = buf
+            .values()
+            .iter()
+            .zip(val)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same_bits, "values differ for complaint {}", c.complaint_id);
+        with_text += usize::from(c.narrative().is_some());
+    }
+    assert!(with_text > 1000, "the comparison covered narratives");
+}
+
+#[test]
+fn leakage_fields_never_change_the_vector_or_the_fit() {
+    let all: Vec<Complaint> = dev().into_iter().take(1500).collect();
+    let cfg = FeatureConfig::default();
+    let pipeline = FeaturePipeline::fit(&cfg, &all).unwrap();
+    let perturb = |c: &Complaint, k: usize| {
+        let mut p = c.clone();
+        let responses = [
+            CompanyResponse::ClosedWithMonetaryRelief,
+            CompanyResponse::ClosedWithExplanation,
+            CompanyResponse::UntimelyResponse,
+            CompanyResponse::Other("Credit report corrected, debt relief".into()),
+        ];
+        p.company_response = if k % 5 == 4 {
+            None
+        } else {
+            Some(responses[k % 4].clone())
+        };
+        p.timely = [Some(YesNo::Yes), Some(YesNo::No), None][k % 3];
+        p.consumer_disputed = [
+            Some(YesNo::Yes),
+            Some(YesNo::No),
+            Some(YesNo::NotApplicable),
+            None,
+        ][k % 4];
+        // Words that are in the vocabulary, so leaking this field would show.
+        p.company_public_response =
+            Some("Company believes the credit report debt was resolved".into());
+        p
+    };
+    let (mut a, mut b) = (SparseFeatures::new(), SparseFeatures::new());
+    for (k, c) in all.iter().enumerate() {
+        pipeline.transform(c, &mut a);
+        pipeline.transform(&perturb(c, k), &mut b);
+        assert_eq!(a.indices(), b.indices());
+        assert_eq!(a.values(), b.values());
+    }
+    // Fitting never reads them either.
+    let perturbed: Vec<Complaint> = all
+        .iter()
+        .enumerate()
+        .map(|(k, c)| perturb(c, k + 1))
+        .collect();
+    assert_eq!(FeaturePipeline::fit(&cfg, &perturbed).unwrap(), pipeline);
+    // And the vector of a perturbed complaint still depends on real fields.
+    let mut c = all[0].clone();
+    pipeline.transform(&c, &mut a);
+    c.product = Some("Mortgage".into());
+    pipeline.transform(&c, &mut b);
+    assert_ne!(a.indices(), b.indices());
+}
+
+#[test]
+fn training_save_load_and_bincode_round_trips_give_identical_scores() {
+    let (subset, outcome) = small_outcome();
+    let model = &outcome.model;
+    let auc = outcome.report.test.auc_roc.unwrap();
+    assert!(
+        auc > 0.7,
+        "test AUC {auc} on real data should be well above chance"
+    );
+    assert_eq!(model.weights.len(), model.pipeline.dim());
+
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let loaded = Model::load(dir.path()).unwrap();
+    assert_eq!(&loaded, model);
+    let wire: Model = bincode::deserialize(&bincode::serialize(model).unwrap()).unwrap();
+    let (mut b1, mut b2, mut b3) = (
+        SparseFeatures::new(),
+        SparseFeatures::new(),
+        SparseFeatures::new(),
+    );
+    for c in &subset {
+        let s = model.score(c, &mut b1);
+        assert!((0.0..=1.0).contains(&s));
+        assert_eq!(s.to_bits(), loaded.score(c, &mut b2).to_bits());
+        assert_eq!(s.to_bits(), wire.score(c, &mut b3).to_bits());
+    }
+
+    // A corrupted file is refused, naming the file.
+    let model_json = dir.path().join("model.json");
+    let mut bytes = std::fs::read(&model_json).unwrap();
+    let pos = bytes.iter().position(|&b| b == b'.').unwrap();
+    bytes[pos + 1] = if bytes[pos + 1] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&model_json, &bytes).unwrap();
+    match Model::load(dir.path()) {
+        Err(e @ ModelError::Hash { .. }) => assert!(e.to_string().contains("model.json")),
+        other => panic!("expected a hash error, got {other:?}"),
+    }
+    // A future schema version is refused.
+    model.save(dir.path()).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+    )
+    .unwrap();
+    assert!(matches!(
+        Model::load(dir.path()),
+        Err(ModelError::SchemaVersion {
+            found: 99,
+            expected: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn registry_promote_and_rollback() {
+    let (_, outcome) = small_outcome();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path().join("registry")).unwrap();
+    assert!(reg.list().unwrap().is_empty());
+    assert!(matches!(
+        reg.load_production(),
+        Err(ModelError::NoProduction { .. })
+    ));
+
+    let data = DataInfo::from_file(Path::new(DEV), 2000).unwrap();
+    let v1 = reg.register(&outcome, data.clone()).unwrap();
+    let v2 = reg.register(&outcome, data.clone()).unwrap();
+    let v3 = reg.register(&outcome, data).unwrap();
+    assert_eq!(
+        (
+            v1.version.as_str(),
+            v2.version.as_str(),
+            v3.version.as_str()
+        ),
+        ("v0001", "v0002", "v0003")
+    );
+    assert_eq!(v1.stage, Stage::Candidate);
+    assert_eq!(v1.data.sha256.as_deref().map(str::len), Some(64));
+    assert_eq!(v1.label_policy, LabelPolicy::Relief);
+    assert_eq!(reg.load_model("v0002").unwrap().version, "v0002");
+
+    reg.promote("v0001").unwrap();
+    reg.promote("v0003").unwrap();
+    let stages: Vec<(String, Stage)> = reg
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.version, m.stage))
+        .collect();
+    assert_eq!(
+        stages,
+        vec![
+            ("v0001".into(), Stage::Archived),
+            ("v0002".into(), Stage::Candidate),
+            ("v0003".into(), Stage::Production)
+        ]
+    );
+    assert_eq!(reg.load_production().unwrap().version, "v0003");
+
+    let back = reg.rollback().unwrap();
+    assert_eq!(back.version, "v0001");
+    assert_eq!(back.stage, Stage::Production);
+    assert_eq!(reg.get("v0003").unwrap().stage, Stage::Archived);
+    assert!(matches!(
+        reg.rollback(),
+        Err(ModelError::NothingToRollBack { .. })
+    ));
+
+    // A reopened registry sees the same state.
+    let again = Registry::open(dir.path().join("registry")).unwrap();
+    assert_eq!(
+        again.production().unwrap().map(|m| m.version),
+        Some("v0001".into())
+    );
+    match again.get("v0042") {
+        Err(e @ ModelError::UnknownVersion { .. }) => {
+            assert!(e.to_string().contains("models list"))
+        }
+        other => panic!("expected unknown version, got {other:?}"),
+    }
+    assert!(matches!(
+        again.promote("../etc"),
+        Err(ModelError::UnknownVersion { .. })
+    ));
+}
+
+#[test]
+fn auc_matches_brute_force_pair_count() {
+    // Independent reference: count ordered pairs directly.
+    let scores: Vec<f64> = (0..200).map(|i| ((i * 37) % 101) as f64 / 101.0).collect();
+    let labels: Vec<bool> = (0..200).map(|i| (i * 13) % 7 < 2).collect();
+    let mut good = 0.0;
+    let mut pairs = 0.0;
+    for i in 0..200 {
+        for j in 0..200 {
+            if labels[i] && !labels[j] {
+                pairs += 1.0;
+                if scores[i] > scores[j] {
+                    good += 1.0;
+                } else if scores[i] == scores[j] {
+                    good += 0.5;
+                }
+            }
+        }
+    }
+    let auc = auc_roc(&scores, &labels).unwrap();
+    assert!((auc - good / pairs).abs() < 1e-12);
+}
+
+#[test]
+fn hashing_vectorizer_and_family_switches() {
+    let all: Vec<Complaint> = dev().into_iter().take(1000).collect();
+    let hashing = FeatureConfig {
+        vectorizer: TextVectorizer::Hashing,
+        hashing_dim: 512,
+        ..FeatureConfig::default()
+    };
+    let p = FeaturePipeline::fit(&hashing, &all).unwrap();
+    assert_eq!(p.text_dim(), 512);
+    let mut buf = SparseFeatures::new();
+    for c in &all {
+        p.transform(c, &mut buf);
+        assert!(buf.indices().windows(2).all(|w| w[0] < w[1]));
+        assert!(buf.indices().iter().all(|&i| (i as usize) < p.dim()));
+        assert!(buf.values().iter().all(|v| v.is_finite()));
+    }
+    // Everything off but categoricals: exactly one column per categorical field (tags: 1+).
+    let only_cats = FeatureConfig {
+        text: false,
+        text_stats: false,
+        dates: false,
+        sentiment: false,
+        entities: false,
+        ..FeatureConfig::default()
+    };
+    let p = FeaturePipeline::fit(&only_cats, &all).unwrap();
+    p.transform(&all[0], &mut buf);
+    assert!(buf.len() >= 9);
+    assert!(buf.iter().all(|(_, v)| v == 1.0));
+    let names: Vec<String> = buf
+        .indices()
+        .iter()
+        .map(|&i| p.feature_name(i as usize))
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("company=")), "{names:?}");
+    assert!(FeatureConfig {
+        ngram_max: 3,
+        ..FeatureConfig::default()
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
+fn model_is_broadcastable() {
+    fn check<T>()
+    where
+        T: Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+    }
+    check::<Model>();
+    check::<complaintflow_models::FittedPipeline>();
+    fn send<T: Send + Sync + Clone + Default + 'static>() {}
+    send::<SparseFeatures>();
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs (idempotent; Debian).
+set -euo pipefail
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+cargo clippy --version >/dev/null 2>&1 || { echo 'cargo clippy missing: install the clippy component of the toolchain'; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || { echo 'cargo fmt missing: install the rustfmt component of the toolchain'; exit 1; }
+echo "system packages ready"

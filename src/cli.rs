@@ -1,0 +1,224 @@
+//! The command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::LogFormat;
+
+/// Real-time triage of CFPB consumer-finance complaints on timely/differential dataflow.
+///
+/// Configuration is layered: built-in defaults, then the TOML file (`--config`, or
+/// ./complaintflow.toml when present), then COMPLAINTFLOW_* environment variables
+/// (COMPLAINTFLOW_HTTP__ADDR sets [http] addr), then these flags.
+#[derive(Debug, Parser)]
+#[command(name = "complaintflow", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (default: ./complaintflow.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE", env = "COMPLAINTFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for run-time state: model registry, checkpoints, outputs [default: ./state].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log format on stderr (RUST_LOG sets the filter).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, validate and split complaint files.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Train a model (cross-validated logistic regression) and register it as a candidate.
+    Train(TrainArgs),
+    /// List, inspect, promote and roll back registered model versions.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Check or print the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `complaintflow train`
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Historical complaints to learn from (any supported format).
+    #[arg(long = "data", value_name = "FILE")]
+    pub input_file: PathBuf,
+    /// Input format (auto-detected by default).
+    #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
+    pub input_format: String,
+    /// Label policy: `relief` (relief given, timely, not disputed) or `closed` (also closed
+    /// with explanation) [default: [train] label_policy = relief].
+    #[arg(long, value_name = "POLICY")]
+    pub label_policy: Option<String>,
+    /// Train/test split [default: [train] split = hash].
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    pub split: Option<TrainSplit>,
+    /// Cross-validation folds [default: [train] folds = 3].
+    #[arg(long, value_name = "K")]
+    pub folds: Option<usize>,
+    /// Share of labelled complaints used for training [default: [train] train_fraction = 0.75].
+    #[arg(long, value_name = "F")]
+    pub train_fraction: Option<f64>,
+    /// Promote the new version to production right away.
+    #[arg(long)]
+    pub promote: bool,
+}
+
+/// Train/test split of `train`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TrainSplit {
+    /// Stable hash of complaint_id.
+    Hash,
+    /// Earliest complaints train, latest test.
+    Temporal,
+}
+
+impl From<TrainSplit> for complaintflow_models::SplitMethod {
+    fn from(s: TrainSplit) -> Self {
+        match s {
+            TrainSplit::Hash => complaintflow_models::SplitMethod::Hash,
+            TrainSplit::Temporal => complaintflow_models::SplitMethod::Temporal,
+        }
+    }
+}
+
+/// `complaintflow models …`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List every version with its stage and test AUC.
+    List,
+    /// Show a version's metadata: data, hyperparameters, CV scores, test metrics.
+    Show {
+        /// Version id, e.g. v0001.
+        #[arg(value_name = "VERSION")]
+        id: String,
+    },
+    /// Make a version the production (serving) model; the previous one is archived.
+    Promote {
+        /// Version id, e.g. v0002.
+        #[arg(value_name = "VERSION")]
+        id: String,
+    },
+    /// Put the previous production version back.
+    Rollback,
+}
+
+/// `complaintflow data …`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Data-quality profile of a complaint file: counts, missing values, domains, duplicates,
+    /// distributions, resolution rates and label balance.
+    Profile(ProfileArgs),
+    /// Validate every record of a file; print each rejected record with its reason.
+    /// Exits 1 when any record is rejected.
+    Validate(ValidateArgs),
+    /// Split a file into train/test (stable hash of complaint_id) or temporal
+    /// train/validation/test/out-of-time windows, written as JSON Lines.
+    Split(SplitArgs),
+}
+
+/// Input file and its format.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Complaint file: JSON array, JSON Lines, CFPB API envelope or CSV export.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Input format (auto-detected from the content and extension by default).
+    #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
+    pub input_format: String,
+}
+
+/// `data profile`
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Also write SVG charts (volume over time, by product, resolution rate by product and
+    /// by state) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown tables.
+    Md,
+    /// One JSON document.
+    Json,
+}
+
+/// `data validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print at most this many rejected records (all are counted).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub max_errors: usize,
+}
+
+/// `data split`
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output directory (created): train.jsonl, test.jsonl — or train/validation/test/oot.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Split kind.
+    #[arg(long = "by", value_enum, default_value_t = SplitKind::Hash)]
+    pub by: SplitKind,
+    /// Fraction of complaints in the training set (hash split).
+    #[arg(long, default_value_t = 0.75, value_name = "F")]
+    pub train_fraction: f64,
+    /// Months in the train/validation/test/out-of-time windows (temporal split), ending at
+    /// the latest date_received in the data.
+    #[arg(long, value_name = "T,V,T,O", default_value = "12,3,2,1")]
+    pub windows: String,
+}
+
+/// Split kinds.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SplitKind {
+    /// Stable hash of complaint_id: the same on every machine and run.
+    Hash,
+    /// Consecutive date windows by date_received.
+    Temporal,
+}
+
+/// `complaintflow config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration (file, env, flags) and report whether it is valid.
+    Validate,
+    /// Print the effective configuration as TOML.
+    Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

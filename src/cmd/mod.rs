@@ -1,0 +1,60 @@
+//! Subcommand implementations. Each returns the process exit code.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::{self, FlagOverrides, Loaded};
+
+/// `println!` that returns an error instead of panicking when stdout is closed
+/// (`complaintflow … | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+/// `print!` counterpart of [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+mod data;
+mod train;
+
+/// Loads the configuration, installs logging and runs the subcommand.
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let flags = FlagOverrides {
+        state_dir: cli.global.state_dir.clone(),
+        log_format: cli.global.log_format,
+    };
+    let loaded = config::load(cli.global.config.as_deref(), &flags)?;
+    crate::logging::init(&loaded.config.log);
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd, &loaded.config),
+        Command::Train(a) => train::run_train(a, &loaded.config),
+        Command::Models(cmd) => train::run_models(cmd, &loaded.config),
+        Command::Config(cmd) => config_cmd(cmd, &loaded),
+    }
+}
+
+fn config_cmd(cmd: ConfigCommand, loaded: &Loaded) -> Result<ExitCode> {
+    match cmd {
+        ConfigCommand::Validate => {
+            match &loaded.file {
+                Some(f) => outln!("configuration OK ({} + environment + flags)", f.display()),
+                None => outln!("configuration OK (defaults + environment + flags; no file)"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Show => {
+            out!("{}", toml::to_string_pretty(&loaded.config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

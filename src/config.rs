@@ -1,0 +1,257 @@
+//! Configuration: built-in defaults, then a TOML file, then `COMPLAINTFLOW_*` environment
+//! variables, then command-line flags (each layer overrides the one before).
+//!
+//! Nested keys in the environment use a double underscore: `COMPLAINTFLOW_HTTP__ADDR=0.0.0.0:9090`
+//! sets `[http] addr`. Every key and its default is documented in `complaintflow.toml` at the
+//! root of the repository (a test checks that file parses to exactly these defaults).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The name of the config file picked up from the working directory when `--config` is absent.
+pub const DEFAULT_CONFIG_FILE: &str = "complaintflow.toml";
+
+/// The whole configuration of a complaintflow process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where run-time state lives: model registry, checkpoints, outputs.
+    pub state_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// Record validation (readers and the streaming parser).
+    pub data: complaintflow_datasets::ValidationOptions,
+    /// The HTTP server of `complaintflow run`.
+    pub http: HttpConfig,
+    /// Model training (`complaintflow train`, the default model of `run`, retraining).
+    pub train: complaintflow_models::TrainConfig,
+}
+
+impl Config {
+    /// The model registry directory, `<state_dir>/registry`.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.state_dir.join("registry")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("./state"),
+            log: LogConfig::default(),
+            data: complaintflow_datasets::ValidationOptions::default(),
+            http: HttpConfig::default(),
+            train: complaintflow_models::TrainConfig::default(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human) or `json` (one object per line).
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is not set, e.g. `info` or `complaintflow=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON objects, one per line.
+    Json,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the query API and dashboard, `HOST:PORT`, or `off`.
+    pub addr: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:8080".to_string(),
+        }
+    }
+}
+
+/// Overrides given as command-line flags (the last layer).
+#[derive(Debug, Default, Clone)]
+pub struct FlagOverrides {
+    /// `--state-dir`
+    pub state_dir: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the effective configuration came from, for `config show` and error messages.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The merged configuration.
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Loads the configuration: defaults ← file ← env ← flags.
+///
+/// `explicit` is the `--config` flag; without it `./complaintflow.toml` is read when present.
+pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
+    load_with_env(explicit, flags, Env::prefixed("COMPLAINTFLOW_").split("__"))
+}
+
+fn load_with_env(explicit: Option<&Path>, flags: &FlagOverrides, env: Env) -> Result<Loaded> {
+    let file = match explicit {
+        Some(p) => {
+            if !p.is_file() {
+                bail!(
+                    "config file {} not found: pass an existing TOML file to --config \
+                     (see complaintflow.toml in the repository for every key), or drop the flag \
+                     to use the defaults",
+                    p.display()
+                );
+            }
+            Some(p.to_path_buf())
+        }
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+            p.is_file().then_some(p)
+        }
+    };
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(f) = &file {
+        // Read it ourselves so a syntax error names the file and line.
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read config file {}", f.display()))?;
+        if let Err(e) = text.parse::<toml::Table>() {
+            bail!("config file {} is not valid TOML: {e}", f.display());
+        }
+        fig = fig.merge(Toml::file(f));
+    }
+    fig = fig.merge(env);
+    let mut config: Config = fig.extract().map_err(|e| {
+        let mut msg = String::from("invalid configuration");
+        for err in e {
+            msg.push_str(&format!("\n  - {err}"));
+            if let Some(md) = &err.metadata {
+                msg.push_str(&format!(" (from {})", md.name));
+            }
+        }
+        msg.push_str(
+            "\nfix the key named above (every key and its default is listed in complaintflow.toml)",
+        );
+        anyhow::anyhow!(msg)
+    })?;
+    if let Some(s) = &flags.state_dir {
+        config.state_dir = s.clone();
+    }
+    if let Some(f) = flags.log_format {
+        config.log.format = f;
+    }
+    validate(&config)?;
+    Ok(Loaded { config, file })
+}
+
+/// Checks values that parse but make no sense.
+pub fn validate(config: &Config) -> Result<()> {
+    if config.http.addr != "off" && config.http.addr.parse::<std::net::SocketAddr>().is_err() {
+        bail!(
+            "http.addr = {:?} is not HOST:PORT (e.g. 127.0.0.1:8080) nor `off`",
+            config.http.addr
+        );
+    }
+    if config.data.max_record_bytes == 0 || config.data.max_narrative_bytes == 0 {
+        bail!("data.max_record_bytes and data.max_narrative_bytes must be positive");
+    }
+    config
+        .train
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[train]: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("COMPLAINTFLOW_TEST_UNUSED_PREFIX_").split("__")
+    }
+
+    #[test]
+    fn documented_config_file_is_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let loaded = load_with_env(Some(&path), &FlagOverrides::default(), no_env()).unwrap();
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "state_dir = \"/from/file\"\n[http]\naddr = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CFTEST_HTTP__ADDR", "127.0.0.1:9100");
+            let env = Env::prefixed("CFTEST_").split("__");
+            let l = load_with_env(Some(&f), &FlagOverrides::default(), env).unwrap();
+            assert_eq!(l.config.state_dir, PathBuf::from("/from/file"));
+            assert_eq!(l.config.http.addr, "127.0.0.1:9100");
+            let flags = FlagOverrides {
+                state_dir: Some("/from/flag".into()),
+                log_format: Some(LogFormat::Json),
+            };
+            let env = Env::prefixed("CFTEST_").split("__");
+            let l = load_with_env(Some(&f), &flags, env).unwrap();
+            assert_eq!(l.config.state_dir, PathBuf::from("/from/flag"));
+            assert_eq!(l.config.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[http]\nadress = \"x\"\n").unwrap();
+        let e = load_with_env(Some(&f), &FlagOverrides::default(), no_env()).unwrap_err();
+        assert!(e.to_string().contains("adress"), "{e}");
+        std::fs::write(&f, "[http]\naddr = \"nowhere\"\n").unwrap();
+        let e = load_with_env(Some(&f), &FlagOverrides::default(), no_env()).unwrap_err();
+        assert!(e.to_string().contains("http.addr"), "{e}");
+        std::fs::write(&f, "[http\n").unwrap();
+        let e = load_with_env(Some(&f), &FlagOverrides::default(), no_env()).unwrap_err();
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
+        let e = load_with_env(
+            Some(&dir.path().join("missing.toml")),
+            &FlagOverrides::default(),
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+    }
+}
