@@ -119,7 +119,13 @@ impl<'de> Deserialize<'de> for ComplaintId {
                     .map_err(|_| E::custom(format!("complaint id {v:?} is not a number")))
             }
         }
-        d.deserialize_any(V)
+        // Self-describing formats (JSON) may hold a string or a number; binary formats
+        // (bincode, between timely workers) hold exactly what `serialize` wrote: a string.
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            d.deserialize_str(V)
+        }
     }
 }
 
@@ -457,6 +463,36 @@ pub struct Complaint {
 }
 
 impl Complaint {
+    /// A complaint with only its two required fields set (every other field missing).
+    ///
+    /// ```
+    /// use complaintflow_datasets::{Complaint, ComplaintId};
+    /// let c = Complaint::new(ComplaintId(1), chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap());
+    /// assert!(c.product.is_none());
+    /// ```
+    pub fn new(complaint_id: ComplaintId, date_received: NaiveDate) -> Complaint {
+        Complaint {
+            date_received,
+            product: None,
+            sub_product: None,
+            issue: None,
+            sub_issue: None,
+            complaint_what_happened: None,
+            company_public_response: None,
+            company: None,
+            state: None,
+            zip_code: None,
+            tags: Tags::NONE,
+            consumer_consent_provided: None,
+            submitted_via: None,
+            date_sent_to_company: None,
+            company_response: None,
+            timely: None,
+            consumer_disputed: None,
+            complaint_id,
+        }
+    }
+
     /// The narrative if present and non-empty.
     pub fn narrative(&self) -> Option<&str> {
         self.complaint_what_happened
