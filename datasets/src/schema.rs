@@ -501,27 +501,9 @@ impl Complaint {
     }
 
     /// A minimal complaint with only the required fields set; handy for tests and examples.
+    /// Same as [`Complaint::new`] with a raw id.
     pub fn minimal(complaint_id: u64, date_received: NaiveDate) -> Complaint {
-        Complaint {
-            date_received,
-            product: None,
-            sub_product: None,
-            issue: None,
-            sub_issue: None,
-            complaint_what_happened: None,
-            company_public_response: None,
-            company: None,
-            state: None,
-            zip_code: None,
-            tags: Tags::NONE,
-            consumer_consent_provided: None,
-            submitted_via: None,
-            date_sent_to_company: None,
-            company_response: None,
-            timely: None,
-            consumer_disputed: None,
-            complaint_id: ComplaintId(complaint_id),
-        }
+        Complaint::new(ComplaintId(complaint_id), date_received)
     }
 }
 
