@@ -40,6 +40,10 @@ pub enum Command {
     /// Inspect, validate and split complaint files.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run the engine: stream complaints through parse → score → decide, write predictions
+    /// and dead letters, keep live aggregates, serve the HTTP API. With no arguments: train a
+    /// model on the bundled sample if the registry is empty, then replay the rest of it.
+    Run(RunArgs),
     /// Train a model (cross-validated logistic regression) and register it as a candidate.
     Train(TrainArgs),
     /// List, inspect, promote and roll back registered model versions.
@@ -48,6 +52,50 @@ pub enum Command {
     /// Check or print the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `complaintflow run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input: `file:PATH` (any supported format) [default: the bundled real sample].
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Format of a file source (auto-detected by default).
+    #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
+    pub input_format: String,
+    /// Exit cleanly when the file source is exhausted (batch use and tests).
+    #[arg(long)]
+    pub once: bool,
+    /// Predictions JSON Lines file [default: <state-dir>/predictions.jsonl].
+    #[arg(long, value_name = "PATH")]
+    pub predictions: Option<PathBuf>,
+    /// Dead-letter JSON Lines file [default: <state-dir>/dead-letters.jsonl].
+    #[arg(long, value_name = "PATH")]
+    pub dead_letters: Option<PathBuf>,
+    /// HTTP API address HOST:PORT, or `off` [default: [http] addr = 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<String>,
+    /// Replay rate over all workers, e.g. `10000/min` or `500/s` [default: as fast as possible].
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Worker threads in this process [default: number of cores; more is much slower].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Processes in the cluster.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index (0-based); process 0 writes outputs and serves HTTP.
+    #[arg(long, value_name = "I", default_value_t = 0)]
+    pub process: usize,
+    /// File with one host:port per process (line i = process i) [default: 127.0.0.1:2101+i].
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+    /// Epoch length in milliseconds when a rate is set (the original `processingTime`).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub trigger_ms: u64,
+    /// Most records per epoch (the original `maxOffsetsPerTrigger`).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_records_per_epoch: usize,
 }
 
 /// `complaintflow train`

@@ -29,6 +29,14 @@ pub struct Config {
     pub http: HttpConfig,
     /// Model training (`complaintflow train`, the default model of `run`, retraining).
     pub train: complaintflow_models::TrainConfig,
+    /// Decision rules of `run` (escalation, priority bands, routing).
+    pub decision: complaintflow_operators::DecisionRules,
+    /// Kafka client settings (`run --source kafka:…`, `produce`, `consume`).
+    pub kafka: complaintflow_operators::kafka::KafkaConfig,
+    /// The dashboard served by `run`.
+    pub dashboard: complaintflow::http::DashboardConfig,
+    /// Alert rules evaluated inside `run`.
+    pub alerts: complaintflow::http::AlertsConfig,
 }
 
 impl Config {
@@ -46,6 +54,10 @@ impl Default for Config {
             data: complaintflow_datasets::ValidationOptions::default(),
             http: HttpConfig::default(),
             train: complaintflow_models::TrainConfig::default(),
+            decision: complaintflow_operators::DecisionRules::default(),
+            kafka: complaintflow_operators::kafka::KafkaConfig::default(),
+            dashboard: complaintflow::http::DashboardConfig::default(),
+            alerts: complaintflow::http::AlertsConfig::default(),
         }
     }
 }
@@ -183,6 +195,16 @@ pub fn validate(config: &Config) -> Result<()> {
     if config.data.max_record_bytes == 0 || config.data.max_narrative_bytes == 0 {
         bail!("data.max_record_bytes and data.max_narrative_bytes must be positive");
     }
+    complaintflow::http::HttpUiConfig {
+        dashboard: config.dashboard.clone(),
+        alerts: config.alerts.clone(),
+    }
+    .validate()
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    config
+        .decision
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[decision]: {e}"))?;
     config
         .train
         .validate()

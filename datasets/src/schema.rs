@@ -398,8 +398,10 @@ impl Tags {
 
 impl Serialize for Tags {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // `serialize_some`, not `serialize_str`: the same JSON, and binary formats (bincode
+        // between timely processes) need the Option tag that `deserialize` reads.
         match self.as_cfpb() {
-            Some(v) => s.serialize_str(v),
+            Some(v) => s.serialize_some(v),
             None => s.serialize_none(),
         }
     }

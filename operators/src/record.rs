@@ -2,9 +2,21 @@
 //!
 //! This module is the contract every source (file, replay, Kafka) and every sink shares:
 //! a source emits [`RawInput`] (the bytes of one record plus where they came from);
-//! `parse_complaints` turns them into complaints or [`DeadLetter`]s.
+//! `parse_complaints` turns them into [`Parsed`] complaints or [`DeadLetter`]s; `score` turns
+//! complaints into [`Prediction`]s.
+//!
+//! ```
+//! use complaintflow_operators::record::{DeadLetter, Origin, RawInput};
+//! let raw = RawInput::new(b"{oops".to_vec(), Origin::file("in.jsonl", 41));
+//! let dead = DeadLetter::from_raw(&raw, "malformed_json", "not JSON".into(), None);
+//! assert_eq!(dead.origin.offset, 41);
+//! assert_eq!(dead.raw, "{oops");
+//! ```
 
 use serde::{Deserialize, Serialize};
+
+/// The most bytes of an input record kept in its dead letter.
+pub const DEAD_LETTER_RAW_BYTES: usize = 4096;
 
 /// Where a raw record came from: enough to find it again and to checkpoint past it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -13,8 +25,26 @@ pub struct Origin {
     pub source: String,
     /// Kafka partition (0 for files and replays).
     pub partition: i32,
-    /// Kafka offset, or the 0-based record number in a file.
+    /// Kafka offset; for files the byte offset of the record's line (JSON Lines, split by
+    /// byte range) or the 0-based record number (other formats); for a resampled replay the
+    /// number of the generated record.
     pub offset: i64,
+}
+
+impl Origin {
+    /// Record `offset` of file `path` (partition 0).
+    ///
+    /// ```
+    /// let o = complaintflow_operators::record::Origin::file("a.json", 3);
+    /// assert_eq!((o.source.as_str(), o.partition, o.offset), ("a.json", 0, 3));
+    /// ```
+    pub fn file(path: impl Into<String>, offset: i64) -> Origin {
+        Origin {
+            source: path.into(),
+            partition: 0,
+            offset,
+        }
+    }
 }
 
 /// The bytes of one input record, as read by a source, before parsing.
@@ -27,13 +57,109 @@ pub struct RawInput {
     /// When the record entered the system (ms since the Unix epoch): the Kafka message
     /// timestamp, or the time the source read it. Used for end-to-end latency.
     pub ingest_ms: i64,
+    /// A framing error found by the source before the record could be cut out of its input
+    /// (e.g. a record over the size limit, a truncated JSON array): `(kind, message)`, kind
+    /// as in `ErrorKind::as_str`. `parse_complaints` turns it into a dead letter of that
+    /// kind. `None` for ordinary records.
+    #[serde(default)]
+    pub framing_error: Option<(String, String)>,
+}
+
+impl RawInput {
+    /// A record read now from `origin`.
+    ///
+    /// ```
+    /// use complaintflow_operators::record::{Origin, RawInput};
+    /// let r = RawInput::new(b"{}".to_vec(), Origin::file("x", 0));
+    /// assert!(r.framing_error.is_none() && r.ingest_ms > 0);
+    /// ```
+    pub fn new(bytes: Vec<u8>, origin: Origin) -> RawInput {
+        RawInput {
+            bytes,
+            origin,
+            ingest_ms: now_ms(),
+            framing_error: None,
+        }
+    }
+
+    /// A record the source could not frame: it becomes a dead letter of `kind` in
+    /// `parse_complaints`. `bytes` should hold whatever part of the record is known.
+    ///
+    /// ```
+    /// use complaintflow_operators::record::{Origin, RawInput};
+    /// let r = RawInput::framing_error(Vec::new(), Origin::file("x", 9), "record_too_large", "2 MB".into());
+    /// assert_eq!(r.framing_error.unwrap().0, "record_too_large");
+    /// ```
+    pub fn framing_error(bytes: Vec<u8>, origin: Origin, kind: &str, message: String) -> RawInput {
+        RawInput {
+            bytes,
+            origin,
+            ingest_ms: now_ms(),
+            framing_error: Some((kind.to_string(), message)),
+        }
+    }
+}
+
+/// A complaint that parsed and validated, with where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Parsed {
+    /// The complaint.
+    pub complaint: complaintflow_datasets::Complaint,
+    /// Where it came from.
+    pub origin: Origin,
+    /// When it entered the system (ms since the Unix epoch).
+    pub ingest_ms: i64,
+}
+
+/// A scored complaint: the model's probability of a successful resolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The complaint.
+    pub parsed: Parsed,
+    /// P(SuccessfulResolution) from the model, in [0, 1].
+    pub score: f64,
+    /// `score` ≥ the model's decision threshold: the model predicts a successful resolution.
+    pub predicted_success: bool,
+    /// The registry version of the model that scored it.
+    pub model_version: String,
+}
+
+impl Prediction {
+    /// The complaint id.
+    ///
+    /// ```
+    /// # use complaintflow_operators::record::*;
+    /// # use complaintflow_datasets::{Complaint, ComplaintId};
+    /// let c = Complaint::new(ComplaintId(5), chrono::NaiveDate::from_ymd_opt(2021, 3, 1).unwrap());
+    /// let p = Prediction { parsed: Parsed { complaint: c, origin: Origin::file("x", 0), ingest_ms: 0 },
+    ///                      score: 0.3, predicted_success: false, model_version: "v1".into() };
+    /// assert_eq!(p.complaint_id(), 5);
+    /// ```
+    pub fn complaint_id(&self) -> u64 {
+        self.parsed.complaint.complaint_id.0
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+///
+/// ```
+/// assert!(complaintflow_operators::record::now_ms() > 1_600_000_000_000);
+/// ```
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A record that could not be processed, with the reason. Never silently dropped: every
 /// dead letter is written to the dead-letter sink and counted in metrics by `kind`.
+///
+/// JSON (one line per dead letter):
+/// `{"kind":"malformed_json","message":"…","complaint_id":null,"origin":{"source":"in.jsonl","partition":0,"offset":1234},"raw":"{oops"}`
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// Stable error kind (`complaintflow_datasets::ErrorKind::as_str`, e.g. `malformed_json`).
+    /// Stable error kind (`complaintflow_datasets::ErrorKind::as_str`, e.g. `malformed_json`,
+    /// `duplicate_id`).
     pub kind: String,
     /// Human-readable reason, naming the field and value.
     pub message: String,
@@ -41,6 +167,32 @@ pub struct DeadLetter {
     pub complaint_id: Option<String>,
     /// Where the record came from.
     pub origin: Origin,
-    /// The original bytes, lossily decoded as UTF-8 (truncated to a few KB).
+    /// The original bytes, lossily decoded as UTF-8 (truncated to [`DEAD_LETTER_RAW_BYTES`]).
     pub raw: String,
+}
+
+impl DeadLetter {
+    /// A dead letter for `raw` with an error kind and message.
+    ///
+    /// ```
+    /// use complaintflow_operators::record::{DeadLetter, Origin, RawInput};
+    /// let raw = RawInput::new(vec![b'x'; 10_000], Origin::file("x", 0));
+    /// let d = DeadLetter::from_raw(&raw, "record_too_large", "too big".into(), None);
+    /// assert_eq!(d.raw.len(), complaintflow_operators::record::DEAD_LETTER_RAW_BYTES);
+    /// ```
+    pub fn from_raw(
+        raw: &RawInput,
+        kind: &str,
+        message: String,
+        complaint_id: Option<String>,
+    ) -> DeadLetter {
+        let end = raw.bytes.len().min(DEAD_LETTER_RAW_BYTES);
+        DeadLetter {
+            kind: kind.to_string(),
+            message,
+            complaint_id,
+            origin: raw.origin.clone(),
+            raw: String::from_utf8_lossy(raw.bytes.get(..end).unwrap_or_default()).into_owned(),
+        }
+    }
 }

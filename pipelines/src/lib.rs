@@ -1,1 +1,35 @@
-//! complaintflow-pipelines (under construction).
+//! # complaintflow-pipelines
+//!
+//! The complaintflow dataflow graph on timely + differential:
+//!
+//! ```text
+//! source ─ parse_complaints ─ dedup_by_id ─ score(models) ─ decide ─┬─ predictions.jsonl  (global worker 0)
+//!              │                   │            ▲                   ├─ recent decisions, counters
+//!              └───── dead letters ┴─ dlq.jsonl │ model versions    └─ differential count_total per
+//!                                               │                      (dimension, key) → AggregateView
+//! retrain input ─ parse_complaints ─ gather on worker 0 ─ train (std::thread) ─ registry ─┘
+//! ```
+//!
+//! [`start`] runs it on `workers` threads (and `processes` processes, timely cluster mode) on
+//! a background thread and returns an [`EngineHandle`]: the live [`EngineState`] (aggregates
+//! complete as of an epoch, recent decisions, counters, epoch latencies, serving models),
+//! retraining, shutdown and join.
+//!
+//! Every output (predictions, dead letters, aggregate changes, counters) is routed to global
+//! worker 0 (process 0, thread 0): one predictions file holds every prediction exactly once
+//! and process 0's [`EngineState`] is complete. Routing costs one exchange of the decisions;
+//! the engine bench measures it.
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod engine;
+pub mod state;
+
+pub use engine::{
+    start, Control, EngineClient, EngineConfig, EngineError, EngineHandle, RetrainRequest,
+    RunSummary, SourceContext, SourceFactory, SourceSpec,
+};
+pub use state::{
+    AggregateAnswer, AggregateRow, AggregateView, Dimension, EngineState, MetricsSnapshot,
+    ServingModel, Totals,
+};

@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod data;
+mod run;
 mod train;
 
 /// Loads the configuration, installs logging and runs the subcommand.
@@ -37,6 +38,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     crate::logging::init(&loaded.config.log);
     match cli.command {
         Command::Data(cmd) => data::run(cmd, &loaded.config),
+        Command::Run(a) => run::run(a, &loaded.config),
         Command::Train(a) => train::run_train(a, &loaded.config),
         Command::Models(cmd) => train::run_models(cmd, &loaded.config),
         Command::Config(cmd) => config_cmd(cmd, &loaded),

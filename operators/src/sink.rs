@@ -1,0 +1,90 @@
+//! JSON Lines sinks.
+//!
+//! A sink routes every record to worker 0 (of process 0), so one file holds every record
+//! exactly once whatever the number of workers and processes, and flushes whenever the
+//! input frontier advances (an epoch is complete in the file before it counts as done).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+use timely::progress::{Antichain, Timestamp};
+use timely::ExchangeData;
+
+/// Writes each record of a stream as one JSON line.
+pub trait SinkJsonl<'s, T: Timestamp, D> {
+    /// Writes records to `path` (created, truncated) on worker 0; `observe` sees each record
+    /// there (metrics, live views), and `on_complete` is called with the new frontier each
+    /// time it advances, after the file was flushed.
+    fn sink_jsonl<F, G>(self, path: Option<PathBuf>, observe: F, on_complete: G)
+    where
+        F: FnMut(&D) + 'static,
+        G: FnMut(&[T]) + 'static;
+}
+
+impl<'s, T: Timestamp, D: ExchangeData + Serialize> SinkJsonl<'s, T, D> for Stream<'s, T, Vec<D>> {
+    fn sink_jsonl<F, G>(self, path: Option<PathBuf>, mut observe: F, mut on_complete: G)
+    where
+        F: FnMut(&D) + 'static,
+        G: FnMut(&[T]) + 'static,
+    {
+        let is_first = self.scope().index() == 0;
+        let mut writer: Option<BufWriter<File>> = None;
+        if is_first {
+            if let Some(p) = &path {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match File::create(p) {
+                    Ok(f) => writer = Some(BufWriter::with_capacity(1 << 20, f)),
+                    Err(e) => {
+                        tracing::error!(path = %p.display(), "cannot create output file: {e}")
+                    }
+                }
+            }
+        }
+        let mut last = Antichain::from_elem(T::minimum());
+        let mut line = Vec::with_capacity(1024);
+        self.sink(
+            Exchange::new(|_: &D| 0u64),
+            "SinkJsonl",
+            move |(input, frontier)| {
+                input.for_each_stamp(|_cap, data| {
+                    for batch in data {
+                        for d in batch.drain(..) {
+                            observe(&d);
+                            if let Some(w) = writer.as_mut() {
+                                line.clear();
+                                match serde_json::to_writer(&mut line, &d) {
+                                    Ok(()) => {
+                                        line.push(b'\n');
+                                        if let Err(e) = w.write_all(&line) {
+                                            tracing::error!("output write failed: {e}");
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::error!("output record not serializable: {e}")
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+                let now = frontier.frontier().to_owned();
+                if now != last {
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.flush() {
+                            tracing::error!("output flush failed: {e}");
+                        }
+                    }
+                    on_complete(now.elements());
+                    last = now;
+                }
+            },
+        );
+    }
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Starts a local Kafka-compatible broker (tansu 0.6.0, SQLite storage) on 127.0.0.1, creates
+# the complaintflow topics, and prints the bootstrap address (127.0.0.1:PORT) as its LAST
+# line. Idempotent: a broker already running from the same state directory is reused.
+#
+#   scripts/kafka-up.sh [--state-dir DIR] [--port N]
+#
+#   --state-dir DIR   broker data, pid file and log (default ./state/kafka); data and
+#                     committed group offsets survive a restart with the same DIR
+#   --port N          listener port (default 9092)
+#
+# Installs tansu on first use (scripts/install-tansu.sh, ~9 minutes cold). Stop it with
+# scripts/kafka-down.sh --state-dir DIR. Users with a real Kafka cluster skip this and pass
+# --brokers to complaintflow.
+set -euo pipefail
+
+STATE="./state/kafka"
+PORT=9092
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --state-dir) STATE="$2"; shift 2 ;;
+    --state-dir=*) STATE="${1#*=}"; shift ;;
+    --port) PORT="$2"; shift 2 ;;
+    --port=*) PORT="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "kafka-up: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$PORT" in ''|*[!0-9]*) echo "kafka-up: --port must be a number" >&2; exit 2 ;; esac
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+TANSU="$(bash "$HERE/install-tansu.sh" | tail -n 1)"
+mkdir -p "$STATE"
+STATE="$(cd "$STATE" && pwd)"
+PIDFILE="$STATE/tansu.pid"
+LOG="$STATE/tansu.log"
+ADDR="127.0.0.1:$PORT"
+BROKER="tcp://$ADDR"
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+if running; then
+  echo "kafka-up: tansu already running (pid $(cat "$PIDFILE"), state $STATE)" >&2
+else
+  rm -f "$PIDFILE"
+  if answers; then
+    echo "kafka-up: port $PORT is already in use by another process; choose another with --port" >&2
+    exit 1
+  fi
+  # The SQLite URL must be relative (an absolute path after sqlite:// gets mangled), so the
+  # broker runs in the state directory.
+  (
+    cd "$STATE"
+    CLUSTER_ID="complaintflow" nohup "$TANSU" broker \
+      --listener-url "$BROKER" \
+      --advertised-listener-url "$BROKER" \
+      --storage-engine "sqlite://tansu.db" \
+      >>"$LOG" 2>&1 &
+    echo $! >"$PIDFILE"
+  )
+  echo "kafka-up: started tansu (pid $(cat "$PIDFILE"), log $LOG)" >&2
+fi
+
+# Wait until it accepts connections and answers requests (topic creation is a request).
+for _ in $(seq 1 300); do
+  answers && break
+  if ! running; then
+    echo "kafka-up: tansu exited during start-up; last lines of $LOG:" >&2
+    tail -n 20 "$LOG" >&2 || true
+    exit 1
+  fi
+  sleep 0.1
+done
+answers || { echo "kafka-up: tansu does not accept connections on $ADDR after 30 s (log $LOG)" >&2; exit 1; }
+
+create() { # NAME PARTITIONS
+  local out
+  for _ in $(seq 1 50); do
+    if out="$("$TANSU" topic create --broker "$BROKER" --partitions "$2" "$1" 2>&1)"; then
+      echo "kafka-up: created topic $1 ($2 partitions)" >&2
+      return 0
+    fi
+    case "$out" in
+      *[Aa]lready*[Ee]xist*|*TopicAlreadyExists*) return 0 ;;
+    esac
+    sleep 0.2
+  done
+  echo "kafka-up: cannot create topic $1: $out" >&2
+  return 1
+}
+create complaints-input 4
+create complaints-predictions 4
+create complaints-dlq 1
+create complaints-aggregates 1
+
+echo "$ADDR"

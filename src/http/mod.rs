@@ -1,0 +1,507 @@
+//! The HTTP layer of `complaintflow run`: query API, dashboard, Prometheus `/metrics`, alerts.
+//!
+//! The server reads the engine only through [`EngineView`]; `cmd::run` wires an adapter over
+//! the pipelines' live state and calls [`serve`] (or [`bind`] then [`serve_on`] to fail fast on
+//! a busy port before the engine starts).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | the dashboard (embedded HTML/JS/CSS, uPlot vendored) |
+//! | `GET /assets/{path}` | its files |
+//! | `GET /health` | [`Health`]; 503 when the job failed |
+//! | `GET /api/aggregates?by=product\|state\|company\|issue\|hour&top=N` | [`AggregateAnswer`]; 400 on a bad `by`/`top` |
+//! | `GET /api/predictions/recent?limit=N&priority=P1,P2&escalated=true` | latest decisions, newest first (`limit` 1..=1000, default 50) |
+//! | `GET /api/models` | [`ModelsView`] |
+//! | `GET /api/history` | [`HistoryView`] |
+//! | `GET /api/metrics` | [`MetricsSnapshot`] |
+//! | `GET /api/metrics/series` | [`SeriesView`] (sampled every `sample_interval_ms`) |
+//! | `GET /api/summary` | [`Summary`]: the KPI cards' values and colours |
+//! | `GET /api/alerts` | [`AlertsView`] |
+//! | `GET /api/ui-config` | [`UiConfig`] |
+//! | `GET /metrics` | OpenMetrics text ([`prom`]) |
+//! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 409 busy |
+//!
+//! Errors are JSON: `{"error": "…"}`.
+//!
+//! ```text
+//! let listener = http::bind("127.0.0.1:8080").await?;          // ServeError::InUse → clear message
+//! http::serve_on(listener, view, HttpUiConfig::default(), async { ctrl_c().await.ok(); }).await?;
+//! ```
+
+pub mod alerts;
+pub mod assets;
+pub mod monitor;
+pub mod prom;
+pub mod settings;
+pub mod view;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use alerts::{AlertName, AlertsConfig};
+pub use monitor::{AlertsView, Monitor, SeriesView};
+pub use settings::{Band, DashboardConfig, HttpUiConfig, KpiStatus, KpiThresholds};
+pub use view::{
+    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
+    HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
+    RetrainRequest, RetrainTicket, VolumePoint,
+};
+
+/// Most decisions `/api/predictions/recent` returns.
+pub const MAX_RECENT: usize = 1000;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another process listens on the address.
+    #[error("address {addr} is in use: pass --http-addr HOST:PORT or --http-addr off")]
+    InUse {
+        /// The address asked for.
+        addr: String,
+    },
+    /// Any other failure to listen (bad address, no permission for a low port, …).
+    #[error("cannot listen on {addr}: {source} (pass --http-addr HOST:PORT or --http-addr off)")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is out of range.
+    #[error("invalid HTTP/dashboard configuration: {0}")]
+    Config(#[from] settings::SettingsError),
+    /// The server failed while running.
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Listens on `addr` (`HOST:PORT`; port 0 picks a free one).
+pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => ServeError::InUse {
+                addr: addr.to_string(),
+            },
+            _ => ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            },
+        })
+}
+
+/// Binds `addr` and serves until `shutdown` completes. See [`serve_on`].
+pub async fn serve(
+    addr: &str,
+    view: Arc<dyn EngineView>,
+    cfg: HttpUiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    cfg.validate()?;
+    let listener = bind(addr).await?;
+    serve_on(listener, view, cfg, shutdown).await
+}
+
+/// Serves the API and dashboard on `listener` until `shutdown` completes, then finishes the
+/// requests in flight. A sampler task inside reads [`EngineView::metrics`] and
+/// [`EngineView::models`] every `dashboard.sample_interval_ms` for the time series and the
+/// alert rules.
+pub async fn serve_on(
+    listener: TcpListener,
+    view: Arc<dyn EngineView>,
+    cfg: HttpUiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    cfg.validate()?;
+    let interval = Duration::from_millis(cfg.dashboard.sample_interval_ms);
+    let (app, monitor) = app(Arc::clone(&view), cfg);
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!("dashboard on http://{a}/ (API: /health, /api/aggregates?by=product, /api/predictions/recent, /api/models, /metrics)");
+    }
+    let sampler = tokio::spawn(sample_loop(view, monitor, interval));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sampler.abort();
+    result.map_err(ServeError::Serve)
+}
+
+/// Samples the view forever (until aborted).
+async fn sample_loop(view: Arc<dyn EngineView>, monitor: Arc<Monitor>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (m, models) = (view.metrics(), view.models());
+        monitor.record(now_ms(), &m, &models);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone)]
+struct AppState {
+    view: Arc<dyn EngineView>,
+    cfg: Arc<HttpUiConfig>,
+    monitor: Arc<Monitor>,
+}
+
+/// The router and its monitor, without a listener or sampler task (tests drive the monitor
+/// with [`Monitor::record`] themselves).
+pub fn app(view: Arc<dyn EngineView>, cfg: HttpUiConfig) -> (Router, Arc<Monitor>) {
+    let monitor = Arc::new(Monitor::new(
+        cfg.dashboard.sample_interval_ms,
+        cfg.dashboard.series_capacity,
+        cfg.alerts.clone(),
+    ));
+    let state = AppState {
+        view,
+        cfg: Arc::new(cfg),
+        monitor: Arc::clone(&monitor),
+    };
+    let router = Router::new()
+        .route("/", get(index))
+        .route("/assets/{*path}", get(asset))
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .route("/api/aggregates", get(aggregates))
+        .route("/api/predictions/recent", get(recent))
+        .route("/api/models", get(models))
+        .route("/api/history", get(history))
+        .route("/api/metrics", get(metrics_json))
+        .route("/api/metrics/series", get(series))
+        .route("/api/summary", get(summary))
+        .route("/api/alerts", get(alerts_json))
+        .route("/api/ui-config", get(ui_config))
+        .route("/api/retrain", post(retrain))
+        .fallback(not_found)
+        .with_state(state);
+    (router, monitor)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route {method} {}: the dashboard is at /, the API under /api (see /api/ui-config), metrics at /metrics", uri.path()),
+    )
+}
+
+async fn index() -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(assets::INDEX_HTML),
+    )
+        .into_response()
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    match assets::find(&path) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            a.body,
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no asset {path:?}")),
+    }
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let h = s.view.health();
+    let code = if h.status == HealthStatus::Failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(h)).into_response()
+}
+
+/// Parses an optional non-negative integer query parameter.
+fn parse_count(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, String> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| format!("{key}={v:?} is not a non-negative integer")),
+    }
+}
+
+async fn aggregates(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let by = match q.get("by").map(|b| b.trim().parse::<Dimension>()) {
+        None => Dimension::Product,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let top = match parse_count(&q, "top") {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    Json(s.view.aggregates(by, top)).into_response()
+}
+
+async fn recent(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit = match parse_count(&q, "limit") {
+        Ok(None) => 50,
+        Ok(Some(n)) if (1..=MAX_RECENT).contains(&n) => n,
+        Ok(Some(n)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit={n}: use 1..={MAX_RECENT}"),
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let priorities: Option<Vec<&str>> = q.get("priority").map(|p| {
+        p.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    });
+    let escalated = match q.get("escalated").map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("escalated={v:?}: use true or false"),
+            )
+        }
+    };
+    let filtered = priorities.is_some() || escalated.is_some();
+    let rows = s.view.recent(if filtered { MAX_RECENT } else { limit });
+    let out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .filter(|d| {
+            let pri_ok = priorities.as_ref().is_none_or(|ps| {
+                d.get("priority")
+                    .and_then(|p| p.as_str())
+                    .is_some_and(|p| ps.contains(&p))
+            });
+            let esc_ok =
+                escalated.is_none_or(|e| d.get("escalate").and_then(|v| v.as_bool()) == Some(e));
+            pri_ok && esc_ok
+        })
+        .take(limit)
+        .collect();
+    Json(out).into_response()
+}
+
+async fn models(State(s): State<AppState>) -> Json<ModelsView> {
+    Json(s.view.models())
+}
+
+async fn history(State(s): State<AppState>) -> Json<HistoryView> {
+    Json(s.view.history())
+}
+
+async fn metrics_json(State(s): State<AppState>) -> Json<MetricsSnapshot> {
+    Json(s.view.metrics())
+}
+
+async fn series(State(s): State<AppState>) -> Json<SeriesView> {
+    Json(s.monitor.series())
+}
+
+async fn alerts_json(State(s): State<AppState>) -> Json<AlertsView> {
+    Json(s.monitor.alerts())
+}
+
+/// `GET /api/summary`: the KPI cards.
+///
+/// `processed` and `dead_letters` are the engine's counters; `escalation_pct` and `mean_score`
+/// come from the product aggregate, so they are consistent with `/api/aggregates` as of
+/// `as_of`; rates come from the sampled series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Epoch of the aggregate-based values.
+    pub as_of: Option<u64>,
+    /// Records that reached a prediction or a dead letter.
+    pub processed: u64,
+    /// Decisions (sum of the product aggregate's counts).
+    pub decisions: u64,
+    /// Escalated decisions (from the product aggregate).
+    pub escalations: u64,
+    /// `100 · escalations / decisions`.
+    pub escalation_pct: Option<f64>,
+    /// Mean predicted P(successful resolution) over all decisions.
+    pub mean_score: Option<f64>,
+    /// Dead letters over all reasons.
+    pub dead_letters: u64,
+    /// `100 · dead_letters / processed`.
+    pub dead_letter_pct: Option<f64>,
+    /// Records processed per minute over the last alert window.
+    pub rate_per_min: Option<f64>,
+    /// The same over the window before.
+    pub rate_prev_per_min: Option<f64>,
+    /// Change of the rate against the previous window, percent.
+    pub rate_change_pct: Option<f64>,
+    /// Whether the source has input waiting.
+    pub input_waiting: bool,
+    /// Card colours.
+    pub status: SummaryStatus,
+}
+
+/// Colours of the KPI cards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryStatus {
+    /// Rate card.
+    pub rate: KpiStatus,
+    /// Escalation card.
+    pub escalation: KpiStatus,
+    /// Mean score card.
+    pub mean_score: KpiStatus,
+    /// Dead letters card.
+    pub dead_letters: KpiStatus,
+}
+
+/// Computes the KPI summary from the view, the monitor's rates and the thresholds.
+pub fn summarize(view: &dyn EngineView, monitor: &Monitor, kpi: &KpiThresholds) -> Summary {
+    let m = view.metrics();
+    let agg = view.aggregates(Dimension::Product, None);
+    let decisions = agg.total_count();
+    let escalations: u64 = agg.rows.iter().map(|r| r.escalations).sum();
+    let escalation_pct = (decisions > 0).then(|| escalations as f64 * 100.0 / decisions as f64);
+    let mean_score = agg.mean_score();
+    let dead_letters = m.dead_letters_total();
+    let dead_letter_pct =
+        (m.records_processed > 0).then(|| dead_letters as f64 * 100.0 / m.records_processed as f64);
+    let (rate, prev) = monitor.rates();
+    let rate_change_pct = match (rate, prev) {
+        (Some(r), Some(p)) if p > 0.0 => Some((r - p) * 100.0 / p),
+        _ => None,
+    };
+    let status = SummaryStatus {
+        rate: if m.input_waiting {
+            kpi.rate_per_min.status(rate)
+        } else {
+            KpiStatus::Idle
+        },
+        escalation: kpi.escalation_pct.status(escalation_pct),
+        mean_score: kpi.mean_score.status(mean_score),
+        dead_letters: kpi.dead_letter_pct.status(dead_letter_pct.or(Some(0.0))),
+    };
+    Summary {
+        as_of: agg.as_of,
+        processed: m.records_processed,
+        decisions,
+        escalations,
+        escalation_pct,
+        mean_score,
+        dead_letters,
+        dead_letter_pct,
+        rate_per_min: rate,
+        rate_prev_per_min: prev,
+        rate_change_pct,
+        input_waiting: m.input_waiting,
+        status,
+    }
+}
+
+async fn summary(State(s): State<AppState>) -> Json<Summary> {
+    Json(summarize(s.view.as_ref(), &s.monitor, &s.cfg.dashboard.kpi))
+}
+
+/// `GET /api/ui-config`: what the page needs to know about the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UiConfig {
+    /// Auto-refresh period, ms (0 = off).
+    pub refresh_ms: u64,
+    /// Sampling period of the series, ms.
+    pub sample_interval_ms: u64,
+    /// Bars per chart.
+    pub top_n: usize,
+    /// Rows of the high-priority table.
+    pub table_rows: usize,
+    /// Priorities the table shows.
+    pub high_priorities: Vec<String>,
+    /// KPI colour bands.
+    pub kpi: KpiThresholds,
+    /// Alert rules' thresholds.
+    pub alerts: AlertsConfig,
+}
+
+async fn ui_config(State(s): State<AppState>) -> Json<UiConfig> {
+    let d = &s.cfg.dashboard;
+    Json(UiConfig {
+        refresh_ms: (d.refresh_secs * 1000.0).round() as u64,
+        sample_interval_ms: d.sample_interval_ms,
+        top_n: d.top_n,
+        table_rows: d.table_rows,
+        high_priorities: d.high_priorities.clone(),
+        kpi: d.kpi.clone(),
+        alerts: s.cfg.alerts.clone(),
+    })
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    let scrape = prom::Scrape {
+        health: s.view.health(),
+        metrics: s.view.metrics(),
+        models: s.view.models(),
+        as_of: s.view.aggregates(Dimension::Product, Some(0)).as_of,
+        alerts: s.monitor.firing(),
+        psi: s.monitor.last_psi(),
+    };
+    match prom::encode(scrape) {
+        Ok(text) => ([(header::CONTENT_TYPE, prom::CONTENT_TYPE)], text).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
+    }
+}
+
+async fn retrain(
+    State(s): State<AppState>,
+    body: Result<Json<RetrainRequest>, JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}: send JSON {{\"path\": \"FILE\", \"format\": \"auto|json|jsonl|csv|api\"}}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    if req.path.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "path is empty: send {\"path\": \"FILE\"}",
+        );
+    }
+    match s.view.retrain(req) {
+        Ok(ticket) => (StatusCode::ACCEPTED, Json(ticket)).into_response(),
+        Err(e @ RetrainError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ RetrainError::Busy(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
