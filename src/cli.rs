@@ -44,6 +44,17 @@ pub enum Command {
     /// and dead letters, keep live aggregates, serve the HTTP API. With no arguments: train a
     /// model on the bundled sample if the registry is empty, then replay the rest of it.
     Run(RunArgs),
+    /// Replay a complaints file into a Kafka topic (rate, loop, duration, synthetic
+    /// malformed records, bounded in-flight messages).
+    Produce(crate::cmd::kafka::ProduceArgs),
+    /// Print a Kafka topic's messages as JSON Lines.
+    Consume(crate::cmd::kafka::ConsumeArgs),
+    /// Ask a running engine for its live aggregates, recent decisions or models.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Ask a running engine to retrain from historical JSON and swap the new model in
+    /// without a restart.
+    Retrain(RetrainArgs),
     /// Train a model (cross-validated logistic regression) and register it as a candidate.
     Train(TrainArgs),
     /// List, inspect, promote and roll back registered model versions.
@@ -72,6 +83,10 @@ pub struct RunArgs {
     /// Dead-letter JSON Lines file [default: <state-dir>/dead-letters.jsonl].
     #[arg(long, value_name = "PATH")]
     pub dead_letters: Option<PathBuf>,
+    /// At exit, write the final aggregates of every dimension (as `/api/aggregates` answers
+    /// them) to this JSON file.
+    #[arg(long, value_name = "PATH")]
+    pub aggregates_out: Option<PathBuf>,
     /// HTTP API address HOST:PORT, or `off` [default: [http] addr = 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<String>,
@@ -96,6 +111,71 @@ pub struct RunArgs {
     /// Most records per epoch (the original `maxOffsetsPerTrigger`).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_records_per_epoch: usize,
+    /// Kafka bootstrap brokers HOST:PORT[,…] for `--source kafka:TOPIC` and Kafka sinks
+    /// [default: [kafka] brokers]. `scripts/kafka-up.sh` starts a local broker.
+    #[arg(long, value_name = "HOST:PORT", env = "COMPLAINTFLOW_BROKERS")]
+    pub brokers: Option<String>,
+    /// Where decisions go besides the predictions file: `kafka:TOPIC` [default with a Kafka
+    /// source: kafka:complaints-predictions, dead letters to complaints-dlq, aggregate
+    /// changes to complaints-aggregates].
+    #[arg(long, value_name = "SINK")]
+    pub sink: Option<String>,
+}
+
+/// Where a client command finds the running engine.
+#[derive(Debug, Args)]
+pub struct EngineAddr {
+    /// HTTP address of the running engine [default: [http] addr = 127.0.0.1:8080].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+}
+
+/// `complaintflow query …`
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Live aggregates by a dimension, as a table (or JSON), consistent as of one epoch.
+    Aggregates {
+        /// Dimension: product, state, company, issue or hour.
+        #[arg(long, default_value = "product")]
+        by: String,
+        /// Only the N largest rows.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineAddr,
+    },
+    /// The latest decisions, newest first, as JSON Lines.
+    Recent {
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        engine: EngineAddr,
+    },
+    /// Registered and serving model versions.
+    Models {
+        #[command(flatten)]
+        engine: EngineAddr,
+    },
+}
+
+/// `complaintflow retrain`
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// Historical complaints file, as the engine's host sees it (any supported format).
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: PathBuf,
+    /// Its format (auto-detected by default).
+    #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
+    pub input_format: String,
+    /// Wait until the new version serves (or retraining fails), printing progress.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub engine: EngineAddr,
 }
 
 /// `complaintflow train`

@@ -108,6 +108,8 @@ fn run_once(dir: &Path, input: &Path, tag: &str, extra: &[&str]) -> Child {
             &format!("{tag}-pred.jsonl"),
             "--dead-letters",
             &format!("{tag}-dl.jsonl"),
+            "--aggregates-out",
+            &format!("{tag}-agg.json"),
         ])
         .args(extra)
         .stderr(Stdio::piped())
@@ -190,6 +192,36 @@ fn one_worker_two_workers_and_two_processes_agree() {
         keys(&predictions(&dir.join("p2-pred.jsonl"))),
         "1 worker vs 2 processes"
     );
+
+    // Aggregates: identical in every dimension except `hour` (the wall-clock hour of the
+    // decision, which depends on when each run happened); their totals must still agree.
+    let agg = |tag: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{tag}-agg.json"))).unwrap())
+            .unwrap()
+    };
+    let (a1, a2, ap) = (agg("w1"), agg("w2"), agg("p2"));
+    for dim in ["product", "state", "company", "issue", "month"] {
+        let rows = &a1[dim]["rows"];
+        assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{dim}");
+        assert_eq!(rows, &a2[dim]["rows"], "{dim}: 1 vs 2 workers");
+        assert_eq!(rows, &ap[dim]["rows"], "{dim}: 1 worker vs 2 processes");
+        let total: u64 = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, n as u64, "{dim}: every prediction counted once");
+    }
+    for a in [&a1, &a2, &ap] {
+        let total: u64 = a["hour"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, n as u64, "hour: every prediction counted once");
+    }
 
     for tag in ["w1", "w2", "p2"] {
         let dl = predictions(&dir.join(format!("{tag}-dl.jsonl")));

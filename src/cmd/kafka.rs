@@ -113,11 +113,6 @@ pub struct ConsumeArgs {
     pub max_messages: Option<u64>,
 }
 
-/// Runs `produce` with the default `[kafka]` settings.
-pub fn produce(args: ProduceArgs) -> Result<ExitCode> {
-    produce_with(args, KafkaConfig::default())
-}
-
 /// Runs `produce` on top of a `[kafka]` configuration.
 pub fn produce_with(args: ProduceArgs, base: KafkaConfig) -> Result<ExitCode> {
     let cfg = args.conn.apply(base);
@@ -181,11 +176,6 @@ pub fn produce_with(args: ProduceArgs, base: KafkaConfig) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Runs `consume` with the default `[kafka]` settings.
-pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
-    consume_with(args, KafkaConfig::default())
 }
 
 /// Runs `consume` on top of a `[kafka]` configuration.

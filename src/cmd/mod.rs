@@ -24,7 +24,9 @@ macro_rules! out {
     }};
 }
 
+mod client;
 mod data;
+pub mod kafka;
 mod run;
 mod train;
 
@@ -39,6 +41,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => data::run(cmd, &loaded.config),
         Command::Run(a) => run::run(a, &loaded.config),
+        Command::Produce(a) => kafka::produce_with(a, loaded.config.kafka.clone()),
+        Command::Consume(a) => kafka::consume_with(a, loaded.config.kafka.clone()),
+        Command::Query(q) => client::query(q, &loaded.config),
+        Command::Retrain(a) => client::retrain(a, &loaded.config),
         Command::Train(a) => train::run_train(a, &loaded.config),
         Command::Models(cmd) => train::run_models(cmd, &loaded.config),
         Command::Config(cmd) => config_cmd(cmd, &loaded),

@@ -13,7 +13,7 @@ use complaintflow_datasets::split::is_train;
 use complaintflow_datasets::{bundled_sample_path, read_path, Format};
 use complaintflow_models::{DataInfo, Model, Registry};
 use complaintflow_operators::SourcePolicy;
-use complaintflow_pipelines::{EngineConfig, SourceSpec};
+use complaintflow_pipelines::{Dimension, EngineConfig, SourceSpec};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
@@ -177,7 +177,21 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
+    let state = engine.state();
     let summary = engine.join()?;
+    if let (Some(path), 0) = (&a.aggregates_out, a.process) {
+        let all: serde_json::Map<String, serde_json::Value> = Dimension::ALL
+            .iter()
+            .map(|d| {
+                Ok((
+                    d.as_str().to_string(),
+                    serde_json::to_value(state.aggregates(*d, None))?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        std::fs::write(path, serde_json::to_vec_pretty(&all)?)
+            .with_context(|| format!("cannot write --aggregates-out {}", path.display()))?;
+    }
     if a.process == 0 {
         eprintln!(
             "{} predictions ({} escalated), {} dead letters, {} epochs in {:.1} s; by model: {:?}",
