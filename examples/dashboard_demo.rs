@@ -7,9 +7,7 @@
 //!
 //! `--rate` is records per second (default 200; `0` = everything at once). Ctrl-C stops it.
 
-#[allow(dead_code)]
-#[path = "../src/http/mod.rs"]
-mod http;
+use complaintflow::http;
 #[allow(dead_code)]
 #[path = "../tests/support/synthetic_view.rs"]
 mod synthetic_view;

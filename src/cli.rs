@@ -115,11 +115,31 @@ pub struct RunArgs {
     /// [default: [kafka] brokers]. `scripts/kafka-up.sh` starts a local broker.
     #[arg(long, value_name = "HOST:PORT", env = "COMPLAINTFLOW_BROKERS")]
     pub brokers: Option<String>,
-    /// Where decisions go besides the predictions file: `kafka:TOPIC` [default with a Kafka
+    /// Where decisions go besides the predictions file: `kafka:TOPIC`, or `none` [default with a Kafka
     /// source: kafka:complaints-predictions, dead letters to complaints-dlq, aggregate
     /// changes to complaints-aggregates].
     #[arg(long, value_name = "SINK")]
     pub sink: Option<String>,
+    /// Extra librdkafka property KEY=VALUE for the engine's Kafka clients (repeatable), e.g.
+    /// `--kafka-opt fetch.wait.max.ms=20`.
+    #[arg(long = "kafka-opt", value_name = "KEY=VALUE", value_parser = crate::cmd::kafka::parse_kv)]
+    pub kafka_opt: Vec<(String, String)>,
+    /// Kafka topic for dead letters, or `none` [default with a Kafka source: complaints-dlq].
+    #[arg(long, value_name = "TOPIC")]
+    pub dlq_topic: Option<String>,
+    /// Kafka topic for aggregate changes, or `none` [default with a Kafka source:
+    /// complaints-aggregates].
+    #[arg(long, value_name = "TOPIC")]
+    pub aggregates_topic: Option<String>,
+    /// With a Kafka source: stop as on SIGTERM (finish the open epoch, checkpoint, flush, exit
+    /// 0) once no message arrived for this long and every partition is read to its current
+    /// end, e.g. `5s`. (`--once` instead stops at the end the topic had at start.)
+    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::kafka::parse_duration)]
+    pub until_idle: Option<std::time::Duration>,
+    /// With a Kafka source: checkpoint (offsets + aggregates, in <state-dir>/checkpoints) at
+    /// most this often, ms. A restart resumes from the newest checkpoint.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub checkpoint_ms: u64,
 }
 
 /// Where a client command finds the running engine.

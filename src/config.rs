@@ -226,6 +226,39 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
         let loaded = load_with_env(Some(&path), &FlagOverrides::default(), no_env()).unwrap();
         assert_eq!(loaded.config, Config::default());
+        // And it lists every key (not only "parses to the defaults"): each key path of the
+        // serialized defaults appears in the file, uncommented.
+        fn paths(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    // Maps keyed by data (routing table, extra client properties) are listed
+                    // as a whole.
+                    if matches!(v, toml::Value::Table(_))
+                        && !p.ends_with("routes")
+                        && !p.ends_with("extra")
+                    {
+                        paths(&p, v, out);
+                    } else {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let file: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        paths("", &defaults, &mut want);
+        paths("", &file, &mut have);
+        let missing: Vec<&String> = want.iter().filter(|p| !have.contains(p)).collect();
+        assert!(
+            missing.is_empty(),
+            "keys not documented in {DEFAULT_CONFIG_FILE}: {missing:?}"
+        );
     }
 
     #[test]

@@ -1,18 +1,89 @@
 //! [`LiveView`]: the [`EngineView`] of a running engine (pipelines' live state + the model
 //! registry), as the HTTP layer reads it.
+//!
+//! Everything but the training profile is read from the engine's
+//! [`EngineState`](complaintflow_pipelines::EngineState) under short locks: aggregates
+//! (complete as of an epoch), recent decisions, counters, the cumulative epoch-latency
+//! histogram, live score histograms with exact sums per version.
+//!
+//! **Training profile.** The drift alert and the volume chart need the production model's
+//! training data: its scores on it ([`ModelsView::training_scores`]) and its complaints by
+//! month × product ([`HistoryView::training`]). Neither is stored by training, so the view
+//! computes them **once per model version, on a background thread**, from the file the
+//! registry recorded (`metadata.json` → `data.path`): it reads the file, keeps the complaints
+//! labelled under the version's label policy, reconstructs the training split and scores it
+//! with the version's model. The split is checked against the registry's row count
+//! (`rows.train`): the hash split at [`LiveView::with_train_fraction`] (default `0.75`, the
+//! training default) first, then the temporal split (earliest `rows.train` labelled
+//! complaints); when neither matches, every labelled complaint of the file is used and the
+//! profile says so. Until the profile is ready (or when the file is gone) `training_scores`
+//! is `null` and `training` is empty; [`HistoryView::training_source`] tells why.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use complaintflow_models::Registry;
+use complaintflow_datasets::split::is_train;
+use complaintflow_datasets::{read_path, Format, ValidationOptions};
+use complaintflow_models::{Registry, SparseFeatures, VersionMetadata};
 use complaintflow_pipelines as pl;
 use pl::EngineClient;
 
 use crate::http::view::{
     AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
     HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
-    RetrainRequest, RetrainTicket,
+    RetrainRequest, RetrainTicket, VolumePoint,
 };
+
+/// The production model's training data, as the dashboard shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingProfile {
+    /// Model version.
+    pub version: String,
+    /// The training file and how its training rows were found, human-readable.
+    pub source: String,
+    /// Training rows scored.
+    pub rows: u64,
+    /// The version's scores on them.
+    pub scores: HistogramSnapshot,
+    /// Training complaints by month received × product, by month then product.
+    pub volume: Vec<VolumePoint>,
+}
+
+/// Why a training profile could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The registry has no usable record of the version.
+    #[error("model {version}: {message}")]
+    Registry {
+        /// Version.
+        version: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The registry does not say which file the version was trained on.
+    #[error("model {0}: the registry does not record its training file")]
+    NoDataPath(String),
+    /// The training file cannot be read.
+    #[error("training file {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file has no labelled complaint.
+    #[error("training file {0} has no labelled complaint")]
+    Empty(String),
+}
+
+#[derive(Clone, Debug)]
+enum Profile {
+    Computing,
+    Ready(Arc<TrainingProfile>),
+    Failed(String),
+}
 
 /// An [`EngineView`] over a running engine. `cmd::run` creates it after `start` and moves
 /// its [`status`](LiveView::set_status) along the job's lifecycle.
@@ -22,6 +93,9 @@ pub struct LiveView {
     source: String,
     status: Mutex<(HealthStatus, Option<String>)>,
     tickets: AtomicU64,
+    validation: ValidationOptions,
+    train_fraction: f64,
+    profiles: Arc<Mutex<HashMap<String, Profile>>>,
 }
 
 impl LiveView {
@@ -34,13 +108,221 @@ impl LiveView {
             source: source.into(),
             status: Mutex::new((HealthStatus::Running, None)),
             tickets: AtomicU64::new(0),
+            validation: ValidationOptions::default(),
+            train_fraction: complaintflow_models::TrainConfig::default().train_fraction,
+            profiles: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Record validation used to read training files for the training profile (default:
+    /// [`ValidationOptions::default`]; pass the `[data]` configuration).
+    pub fn with_validation(mut self, v: ValidationOptions) -> LiveView {
+        self.validation = v;
+        self
+    }
+
+    /// The `train_fraction` the hash split of training used (default `0.75`; pass
+    /// `[train] train_fraction`). Only used to reconstruct training splits.
+    pub fn with_train_fraction(mut self, f: f64) -> LiveView {
+        self.train_fraction = f;
+        self
     }
 
     /// Sets the lifecycle state `/health` reports (with a message when draining or failed).
     pub fn set_status(&self, status: HealthStatus, message: Option<String>) {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = (status, message);
     }
+
+    /// The training profile of `version`: `Ok(Some)` when ready, `Ok(None)` while it is being
+    /// computed (the first call starts the computation on a background thread), `Err` with the
+    /// reason when it cannot be computed.
+    pub fn training_profile(&self, version: &str) -> Result<Option<Arc<TrainingProfile>>, String> {
+        let mut profiles = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
+        match profiles.get(version) {
+            Some(Profile::Ready(p)) => return Ok(Some(Arc::clone(p))),
+            Some(Profile::Failed(e)) => return Err(e.clone()),
+            Some(Profile::Computing) => return Ok(None),
+            None => {}
+        }
+        profiles.insert(version.to_string(), Profile::Computing);
+        drop(profiles);
+        let (registry, version_s, validation, fraction, store) = (
+            self.registry.clone(),
+            version.to_string(),
+            self.validation.clone(),
+            self.train_fraction,
+            Arc::clone(&self.profiles),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("training-profile".into())
+            .spawn(move || {
+                let t0 = std::time::Instant::now();
+                let result = compute_profile(&registry, &version_s, &validation, fraction);
+                let entry = match result {
+                    Ok(p) => {
+                        tracing::info!(version = %p.version, rows = p.rows, source = %p.source, secs = t0.elapsed().as_secs_f64(), "training profile ready (scores of the production model on its training data)");
+                        Profile::Ready(Arc::new(p))
+                    }
+                    Err(e) => {
+                        tracing::warn!(version = %version_s, "no training profile: {e}");
+                        Profile::Failed(e.to_string())
+                    }
+                };
+                store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(version_s, entry);
+            });
+        if let Err(e) = spawned {
+            let msg = format!("cannot start the training-profile thread: {e}");
+            self.profiles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(version.to_string(), Profile::Failed(msg.clone()));
+            return Err(msg);
+        }
+        Ok(None)
+    }
+
+    /// The registry's production version, or else the newest production model `score` holds.
+    fn production_version(&self, versions: &[VersionMetadata]) -> Option<String> {
+        versions
+            .iter()
+            .find(|v| v.stage == complaintflow_models::Stage::Production)
+            .map(|v| v.version.clone())
+            .or_else(|| {
+                self.client
+                    .state()
+                    .models()
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == "production")
+                    .map(|m| m.version.clone())
+            })
+    }
+}
+
+/// One labelled complaint of a training file, as the profile needs it.
+struct Row {
+    date: chrono::NaiveDate,
+    id: u64,
+    product: u32,
+    score: f64,
+    hash_train: bool,
+}
+
+/// Computes a version's [`TrainingProfile`]. See the [module docs](self).
+pub fn compute_profile(
+    registry: &Registry,
+    version: &str,
+    validation: &ValidationOptions,
+    train_fraction: f64,
+) -> Result<TrainingProfile, ProfileError> {
+    let reg_err = |e: complaintflow_models::ModelError| ProfileError::Registry {
+        version: version.to_string(),
+        message: e.to_string(),
+    };
+    let meta = registry.get(version).map_err(reg_err)?;
+    let path = meta
+        .data
+        .path
+        .clone()
+        .ok_or_else(|| ProfileError::NoDataPath(version.to_string()))?;
+    let model = registry.load_model(version).map_err(reg_err)?;
+    let read_err = |message: String| ProfileError::Read {
+        path: path.clone(),
+        message,
+    };
+    if !Path::new(&path).is_file() {
+        return Err(read_err(
+            "not found (the registry records it as given at training time)".into(),
+        ));
+    }
+    let policy = meta.label_policy;
+    let mut products: Vec<String> = Vec::new();
+    let mut product_ids: HashMap<String, u32> = HashMap::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut buf = SparseFeatures::new();
+    let records = read_path(Path::new(&path), Format::Auto, validation)
+        .map_err(|e| read_err(e.to_string()))?;
+    for c in records.filter_map(Result::ok) {
+        if policy.label(&c).is_none() {
+            continue;
+        }
+        let p = c.product.as_deref().unwrap_or("(missing)");
+        let pid = match product_ids.get(p) {
+            Some(i) => *i,
+            None => {
+                let i = products.len() as u32;
+                products.push(p.to_string());
+                product_ids.insert(p.to_string(), i);
+                i
+            }
+        };
+        rows.push(Row {
+            date: c.date_received,
+            id: c.complaint_id.0,
+            product: pid,
+            score: model.score(&c, &mut buf),
+            hash_train: is_train(c.complaint_id, train_fraction),
+        });
+    }
+    if rows.is_empty() {
+        return Err(ProfileError::Empty(path));
+    }
+    let want = meta.rows.train;
+    let hash_n = rows.iter().filter(|r| r.hash_train).count() as u64;
+    let file = PathBuf::from(&path)
+        .file_name()
+        .map_or_else(|| path.clone(), |f| f.to_string_lossy().into_owned());
+    let (keep, how): (Vec<&Row>, String) = if hash_n == want {
+        (
+            rows.iter().filter(|r| r.hash_train).collect(),
+            format!("hash split {train_fraction}"),
+        )
+    } else if want > 0 && want < rows.len() as u64 && rows.len() as u64 == want + meta.rows.test {
+        let mut sorted: Vec<&Row> = rows.iter().collect();
+        sorted.sort_by_key(|r| (r.date, r.id));
+        sorted.truncate(want as usize);
+        (sorted, "temporal split".to_string())
+    } else {
+        (
+            rows.iter().collect(),
+            format!(
+                "all {} labelled complaints: the split could not be reconstructed (registry: {want} training rows)",
+                rows.len()
+            ),
+        )
+    };
+    let mut scores = HistogramSnapshot::scores();
+    let mut volume: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for r in &keep {
+        scores.observe(r.score);
+        *volume
+            .entry((r.date.format("%Y-%m").to_string(), r.product))
+            .or_default() += 1;
+    }
+    let volume = volume
+        .into_iter()
+        .map(|((month, p), count)| VolumePoint {
+            month,
+            product: products
+                .get(p as usize)
+                .cloned()
+                .unwrap_or_else(|| "(missing)".into()),
+            count,
+        })
+        .collect();
+    Ok(TrainingProfile {
+        version: version.to_string(),
+        source: format!(
+            "{file}: {} training complaints of {version} ({how})",
+            keep.len()
+        ),
+        rows: keep.len() as u64,
+        scores,
+        volume,
+    })
 }
 
 fn dimension(by: Dimension) -> pl::Dimension {
@@ -50,11 +332,18 @@ fn dimension(by: Dimension) -> pl::Dimension {
         Dimension::Company => pl::Dimension::Company,
         Dimension::Issue => pl::Dimension::Issue,
         Dimension::Hour => pl::Dimension::Hour,
+        Dimension::Month => pl::Dimension::Month,
+        Dimension::MonthProduct => pl::Dimension::MonthProduct,
     }
 }
 
 fn non_negative(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+fn score_histogram(s: Option<&pl::state::ScoreStats>) -> HistogramSnapshot {
+    s.and_then(|s| HistogramSnapshot::scores_from_bins(&s.bins, s.sum))
+        .unwrap_or_else(HistogramSnapshot::scores)
 }
 
 impl EngineView for LiveView {
@@ -107,12 +396,9 @@ impl EngineView for LiveView {
     fn models(&self) -> ModelsView {
         let st = self.client.state();
         let versions = self.registry.list().unwrap_or_default();
-        let production = versions
-            .iter()
-            .find(|v| v.stage == complaintflow_models::Stage::Production)
-            .map(|v| v.version.clone());
+        let production = self.production_version(&versions);
         let by_model = st.snapshot().predictions_by_model;
-        let hist = st.score_hist.lock().map(|h| h.clone()).unwrap_or_default();
+        let stats = st.score_stats();
         // The models `score` holds now: the newest production model and any candidate
         // sent after it.
         let serving = st.models();
@@ -124,26 +410,17 @@ impl EngineView for LiveView {
         let candidate_share: f64 = live_models.iter().filter_map(|m| m.fraction).sum();
         let live = live_models
             .iter()
-            .map(|m| {
-                let scores = hist
-                    .get(&m.version)
-                    .and_then(|bins| {
-                        let sum = bins
-                            .iter()
-                            .enumerate()
-                            .map(|(i, n)| (i as f64 + 0.5) / 10.0 * *n as f64)
-                            .sum();
-                        HistogramSnapshot::scores_from_bins(bins, sum)
-                    })
-                    .unwrap_or_else(HistogramSnapshot::scores);
-                LiveModel {
-                    version: m.version.clone(),
-                    share: m.fraction.unwrap_or((1.0 - candidate_share).max(0.0)),
-                    predictions: by_model.get(&m.version).copied().unwrap_or(0),
-                    scores,
-                }
+            .map(|m| LiveModel {
+                version: m.version.clone(),
+                share: m.fraction.unwrap_or((1.0 - candidate_share).max(0.0)),
+                predictions: by_model.get(&m.version).copied().unwrap_or(0),
+                scores: score_histogram(stats.get(&m.version)),
             })
             .collect();
+        let training_scores = production
+            .as_deref()
+            .and_then(|v| self.training_profile(v).ok().flatten())
+            .map(|p| p.scores.clone());
         ModelsView {
             production,
             versions: versions
@@ -156,7 +433,7 @@ impl EngineView for LiveView {
                 })
                 .collect(),
             live,
-            training_scores: None,
+            training_scores,
             retraining: st.retrain_log(),
         }
     }
@@ -164,15 +441,12 @@ impl EngineView for LiveView {
     fn metrics(&self) -> MetricsSnapshot {
         let st = self.client.state();
         let m = st.snapshot();
-        let mut latency = HistogramSnapshot::default();
-        for l in st
-            .epoch_latency
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default()
-        {
-            latency.observe(l);
-        }
+        let h = st.epoch_latency_histogram();
+        let latency = HistogramSnapshot {
+            bounds: h.bounds,
+            counts: h.counts,
+            sum: h.sum,
+        };
         let consumer_lag = *st.consumer_lag.lock().unwrap_or_else(|p| p.into_inner());
         let checkpoint_age_secs = st
             .last_checkpoint
@@ -195,14 +469,54 @@ impl EngineView for LiveView {
     }
 
     fn history(&self) -> HistoryView {
-        HistoryView::default()
+        let live_ans = self
+            .client
+            .state()
+            .aggregates(pl::Dimension::MonthProduct, None);
+        let mut live: Vec<VolumePoint> = live_ans
+            .rows
+            .into_iter()
+            .filter_map(|r| {
+                let (month, product) = pl::state::split_month_product(&r.key)?;
+                Some(VolumePoint {
+                    month: month.to_string(),
+                    product: product.to_string(),
+                    count: non_negative(r.count),
+                })
+            })
+            .collect();
+        live.sort_by(|a, b| (&a.month, &a.product).cmp(&(&b.month, &b.product)));
+        let versions = self.registry.list().unwrap_or_default();
+        let (training_source, training) = match self.production_version(&versions) {
+            None => (Some("no production model".to_string()), Vec::new()),
+            Some(v) => match self.training_profile(&v) {
+                Ok(Some(p)) => (Some(p.source.clone()), p.volume.clone()),
+                Ok(None) => (
+                    Some(format!("reading the training data of {v}…")),
+                    Vec::new(),
+                ),
+                Err(e) => (Some(format!("training data unavailable: {e}")), Vec::new()),
+            },
+        };
+        HistoryView {
+            training_source,
+            training,
+            live,
+            as_of: live_ans.as_of,
+        }
     }
 
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError> {
         let format_name = req.format.clone().unwrap_or_else(|| "auto".to_string());
-        let format: complaintflow_datasets::Format = format_name
+        let format: Format = format_name
             .parse()
             .map_err(|e| RetrainError::Invalid(format!("format {format_name:?}: {e}")))?;
+        if !Path::new(&req.path).is_file() {
+            return Err(RetrainError::Invalid(format!(
+                "path {:?}: no such file on the engine's host",
+                req.path
+            )));
+        }
         let r = pl::RetrainRequest {
             path: req.path.clone().into(),
             format,
@@ -219,7 +533,7 @@ impl EngineView for LiveView {
                 format: format_name,
                 accepted_ms: crate::http::now_ms(),
             }),
-            Err(pl::EngineError::Config(m)) => Err(RetrainError::Invalid(m)),
+            Err(pl::EngineError::Config(m)) => Err(RetrainError::Invalid(format!("path: {m}"))),
             Err(e) => Err(RetrainError::Busy(e.to_string())),
         }
     }

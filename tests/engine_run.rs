@@ -303,6 +303,38 @@ fn http_aggregates_match_a_recount_of_the_predictions_file() {
         },
         "complete aggregates",
     );
+    // The same answer as a table from the CLI client: one row per state, counts summing to
+    // every prediction.
+    let by_state = http_get(&addr, "/api/aggregates?by=state").unwrap();
+    let o = bin(dir)
+        .args(["query", "aggregates", "--by", "state", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = table.lines().skip(2).collect();
+    assert_eq!(
+        rows.len(),
+        by_state["rows"].as_array().unwrap().len(),
+        "{table}"
+    );
+    let counted: u64 = rows
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .rev()
+                .nth(3)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counted, n as u64, "{table}");
+    assert!(
+        table.contains(&format!("as of epoch {}", by_state["as_of"])),
+        "{table}"
+    );
+
     let bad = http(&addr, "GET", "/api/aggregates?by=colour", None).unwrap();
     assert!(bad["error"].as_str().unwrap().contains("colour"));
     let recent = http_get(&addr, "/api/predictions/recent?limit=5").unwrap();
@@ -366,12 +398,19 @@ fn retraining_mid_stream_swaps_the_model_and_loses_nothing() {
         },
         "first predictions",
     );
-    let body = format!(
-        "{{\"path\": {:?}}}",
-        bundled_sample_path().display().to_string()
-    );
-    let r = http(&addr, "POST", "/api/retrain", Some(&body)).unwrap();
-    assert!(r["id"].is_string() && r["path"].is_string(), "{r}");
+    // `complaintflow retrain` against the running instance (it POSTs /api/retrain).
+    let o = bin(dir)
+        .args([
+            "retrain",
+            "--data",
+            bundled_sample_path().to_str().unwrap(),
+            "--addr",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("retraining accepted"));
     assert!(child.wait().unwrap().success());
 
     let preds = predictions(&dir.join("pred.jsonl"));

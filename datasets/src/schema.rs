@@ -512,6 +512,12 @@ impl Complaint {
 /// True for the spellings of "no value" found in CFPB files and their re-saved copies
 /// (empty, `None`, `null`, `NaN`). `N/A` is a value, not missing.
 pub fn is_missing(s: &str) -> bool {
+    // Fast path (most values): longer than every missing spelling and nothing to trim.
+    if let (Some(first), Some(last)) = (s.as_bytes().first(), s.as_bytes().last()) {
+        if s.len() > 4 && first.is_ascii_graphic() && last.is_ascii_graphic() {
+            return false;
+        }
+    }
     let t = s.trim();
     t.is_empty()
         || t.eq_ignore_ascii_case("none")

@@ -51,7 +51,8 @@ const CACHE_MAX: usize = 262_144;
 /// Reusable buffers of the analyzer.
 pub(crate) struct TextScratch {
     stemmer: Stemmer,
-    lower: String,
+    /// Lowercase UTF-8 bytes of the current token.
+    lower: Vec<u8>,
     /// Lowercase-token hash → (stem hash, lexicon info): one lookup per token once warm.
     cache: IdMap<(u64, LexInfo)>,
     /// Display name of the current term (names mode).
@@ -74,7 +75,7 @@ impl Default for TextScratch {
     fn default() -> Self {
         TextScratch {
             stemmer: Stemmer::create(Algorithm::English),
-            lower: String::with_capacity(64),
+            lower: Vec::with_capacity(64),
             cache: IdMap::default(),
             name: String::new(),
             prev_name: String::new(),
@@ -118,8 +119,50 @@ fn parse_money(rest: &str) -> Option<(f64, usize)> {
     None
 }
 
+/// ASCII byte classes of the tokenizer.
+const ALNUM: u8 = 1;
+const DIGIT: u8 = 2;
+const UPPER: u8 = 4;
+
+const fn ascii_classes() -> [u8; 128] {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            ALNUM | DIGIT
+        } else if c.is_ascii_uppercase() {
+            ALNUM | UPPER
+        } else if c.is_ascii_lowercase() {
+            ALNUM
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 128] = ascii_classes();
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Whether the character starting at byte `at` of `text` is alphanumeric.
+#[inline]
+fn alnum_at(text: &str, at: usize) -> bool {
+    text.get(at..)
+        .and_then(|s| s.chars().next())
+        .is_some_and(char::is_alphanumeric)
+}
+
 /// Analyzes `text`, filling `stats` and calling `sink(term_id, name)` for every unigram and
 /// (when enabled) bigram occurrence. `name` is `Some` only in names mode.
+///
+/// The hot path classifies ASCII bytes with a table and hashes each token's lowercase bytes
+/// (FNV-1a, as [`fnv1a64`]) while it scans them; other characters take the Unicode path.
+/// A test checks that it agrees exactly with the straightforward char-by-char version on
+/// every real narrative of the datasets.
 pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
     text: &str,
     opts: AnalyzeOpts,
@@ -138,96 +181,96 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
     let mut redaction_parts = 0u32;
 
     let bytes = text.as_bytes();
+    let len = bytes.len();
     let mut i = 0usize;
-    while i < bytes.len() {
+    while i < len {
         let b = bytes[i];
-        // Fast ASCII classification, falling back to char decoding.
-        let (ch, ch_len) = if b < 0x80 {
-            (b as char, 1)
-        } else {
-            match text.get(i..).and_then(|s| s.chars().next()) {
-                Some(c) => (c, c.len_utf8()),
-                None => break,
-            }
-        };
         stats.chars += 1;
-        if ch == '!' {
-            stats.exclamations += 1;
-            i += 1;
-            continue;
-        }
-        if ch == '{' && bytes.get(i + 1) == Some(&b'$') {
-            if let Some((amount, used)) = text.get(i + 2..).and_then(parse_money) {
-                stats.money_count += 1;
-                if amount > stats.money_max {
-                    stats.money_max = amount;
+        if b < 0x80 {
+            if CLASS[b as usize] & ALNUM == 0 {
+                if b == b'!' {
+                    stats.exclamations += 1;
+                } else if b == b'{' && bytes.get(i + 1) == Some(&b'$') {
+                    if let Some((amount, used)) = text.get(i + 2..).and_then(parse_money) {
+                        stats.money_count += 1;
+                        if amount > stats.money_max {
+                            stats.money_max = amount;
+                        }
+                        stats.chars += (used + 1) as u32;
+                        i += 2 + used;
+                        continue;
+                    }
                 }
-                stats.chars += (used + 1) as u32;
-                i += 2 + used;
+                i += 1;
                 continue;
             }
-        }
-        if !ch.is_alphanumeric() {
-            i += ch_len;
-            continue;
+        } else {
+            match text.get(i..).and_then(|s| s.chars().next()) {
+                Some(c) if c.is_alphanumeric() => {}
+                Some(c) => {
+                    i += c.len_utf8();
+                    continue;
+                }
+                None => break,
+            }
         }
         // A token: alphanumeric run, apostrophes between alphanumerics are skipped.
         let start = i;
         scratch.lower.clear();
+        let mut h = FNV_OFFSET;
         let mut all_x = true;
         let mut all_digit = true;
         let mut n_chars = 0u32;
         let mut letters = 0u32;
         let mut upper = 0u32;
         let mut j = i;
-        while j < bytes.len() {
+        while j < len {
             let bj = bytes[j];
-            if bj.is_ascii_alphanumeric() {
-                // ASCII fast path.
-                n_chars += 1;
-                all_x &= bj == b'X';
-                let digit = bj.is_ascii_digit();
-                all_digit &= digit;
-                if !digit {
-                    letters += 1;
-                    upper += u32::from(bj.is_ascii_uppercase());
+            if bj < 0x80 {
+                let cls = CLASS[bj as usize];
+                if cls & ALNUM != 0 {
+                    n_chars += 1;
+                    all_x &= bj == b'X';
+                    if cls & DIGIT == 0 {
+                        all_digit = false;
+                        letters += 1;
+                        upper += u32::from(cls & UPPER != 0);
+                    }
+                    let lb = bj.to_ascii_lowercase();
+                    scratch.lower.push(lb);
+                    h = (h ^ u64::from(lb)).wrapping_mul(FNV_PRIME);
+                    j += 1;
+                } else if bj == b'\'' && n_chars > 0 && alnum_at(text, j + 1) {
+                    j += 1;
+                } else {
+                    break;
                 }
-                scratch.lower.push(char::from(bj.to_ascii_lowercase()));
-                j += 1;
                 continue;
             }
-            let (c, l) = if bj < 0x80 {
-                (bj as char, 1)
-            } else {
-                match text.get(j..).and_then(|s| s.chars().next()) {
-                    Some(c) => (c, c.len_utf8()),
-                    None => break,
-                }
+            let Some(c) = text.get(j..).and_then(|s| s.chars().next()) else {
+                break;
             };
+            let l = c.len_utf8();
             if c.is_alphanumeric() {
                 n_chars += 1;
-                all_x &= c == 'X';
-                all_digit &= c.is_ascii_digit();
+                all_x = false;
+                all_digit = false;
                 if c.is_alphabetic() {
                     letters += 1;
                     if c.is_uppercase() {
                         upper += 1;
                     }
                 }
-                if c.is_ascii() {
-                    scratch.lower.push(c.to_ascii_lowercase());
-                } else {
-                    scratch.lower.extend(c.to_lowercase());
+                let mut buf = [0u8; 4];
+                for lc in c.to_lowercase() {
+                    for &lb in lc.encode_utf8(&mut buf).as_bytes() {
+                        scratch.lower.push(lb);
+                        h = (h ^ u64::from(lb)).wrapping_mul(FNV_PRIME);
+                    }
                 }
                 j += l;
-            } else if (c == '\'' || c == '\u{2019}') && n_chars > 0 {
-                // Keep going only if an alphanumeric follows.
-                let next = text.get(j + l..).and_then(|s| s.chars().next());
-                if next.is_some_and(char::is_alphanumeric) {
-                    j += l;
-                } else {
-                    break;
-                }
+            } else if c == '\u{2019}' && n_chars > 0 && alnum_at(text, j + l) {
+                j += l;
             } else {
                 break;
             }
@@ -267,18 +310,19 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
         stats.letters += letters;
         stats.upper += upper;
         if all_digit {
-            push_ring(scratch, fnv1a64(scratch.lower.as_bytes()));
+            push_ring(scratch, h);
             continue;
         }
-        let h = fnv1a64(scratch.lower.as_bytes());
         let (stem_hash, info) = if opts.names {
             (0, lex.words.get(&h).copied().unwrap_or_default())
         } else if let Some(&hit) = scratch.cache.get(&h) {
             hit
         } else {
-            // Miss: stem (this may allocate) and remember both, whatever the options.
+            // Miss: stem (this may allocate) and remember both, whatever the options. The
+            // buffer holds the UTF-8 of whole lowercase characters.
+            let lower = std::str::from_utf8(&scratch.lower).unwrap_or_default();
             let entry = (
-                fnv1a64(scratch.stemmer.stem(&scratch.lower).as_bytes()),
+                fnv1a64(scratch.stemmer.stem(lower).as_bytes()),
                 lex.words.get(&h).copied().unwrap_or_default(),
             );
             if scratch.cache.len() >= CACHE_MAX {
@@ -323,12 +367,13 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
             continue;
         }
         let term = if opts.names {
+            let lower = std::str::from_utf8(&scratch.lower).unwrap_or_default();
             scratch.name.clear();
             if opts.stemming {
-                let stem = scratch.stemmer.stem(&scratch.lower);
+                let stem = scratch.stemmer.stem(lower);
                 scratch.name.push_str(&stem);
             } else {
-                scratch.name.push_str(&scratch.lower);
+                scratch.name.push_str(lower);
             }
             fnv1a64(scratch.name.as_bytes())
         } else if opts.stemming {
@@ -378,6 +423,257 @@ fn match_phrases(lex: &Lexicon, scratch: &TextScratch, stats: &mut TextStats) {
         if let Some(e) = lex.phrases.get(&h) {
             stats.entities[*e as usize] += 1;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod reference {
+    //! The straightforward char-by-char analyzer the fast one must agree with.
+    use super::*;
+
+    /// Analyzes `text`, filling `stats` and calling `sink(term_id, name)` for every unigram and
+    /// (when enabled) bigram occurrence. `name` is `Some` only in names mode.
+    pub(crate) fn analyze_reference<F: FnMut(u64, Option<&str>)>(
+        text: &str,
+        opts: AnalyzeOpts,
+        scratch: &mut TextScratch,
+        stats: &mut TextStats,
+        mut sink: F,
+    ) {
+        *stats = TextStats::default();
+        let lex = lexicon();
+        scratch.ring_len = 0;
+        scratch.negation_ring = [false; 3];
+        scratch.prev_name.clear();
+        let mut prev_term: Option<u64> = None;
+        // Byte offset just after the last redaction token, and how many parts its span has.
+        let mut last_redaction_end = usize::MAX;
+        let mut redaction_parts = 0u32;
+
+        let mut lower = String::new();
+        let bytes = text.as_bytes();
+        let mut i = 0usize;
+        while i < bytes.len() {
+            let b = bytes[i];
+            // Fast ASCII classification, falling back to char decoding.
+            let (ch, ch_len) = if b < 0x80 {
+                (b as char, 1)
+            } else {
+                match text.get(i..).and_then(|s| s.chars().next()) {
+                    Some(c) => (c, c.len_utf8()),
+                    None => break,
+                }
+            };
+            stats.chars += 1;
+            if ch == '!' {
+                stats.exclamations += 1;
+                i += 1;
+                continue;
+            }
+            if ch == '{' && bytes.get(i + 1) == Some(&b'$') {
+                if let Some((amount, used)) = text.get(i + 2..).and_then(parse_money) {
+                    stats.money_count += 1;
+                    if amount > stats.money_max {
+                        stats.money_max = amount;
+                    }
+                    stats.chars += (used + 1) as u32;
+                    i += 2 + used;
+                    continue;
+                }
+            }
+            if !ch.is_alphanumeric() {
+                i += ch_len;
+                continue;
+            }
+            // A token: alphanumeric run, apostrophes between alphanumerics are skipped.
+            let start = i;
+            lower.clear();
+            let mut all_x = true;
+            let mut all_digit = true;
+            let mut n_chars = 0u32;
+            let mut letters = 0u32;
+            let mut upper = 0u32;
+            let mut j = i;
+            while j < bytes.len() {
+                let bj = bytes[j];
+                if bj.is_ascii_alphanumeric() {
+                    // ASCII fast path.
+                    n_chars += 1;
+                    all_x &= bj == b'X';
+                    let digit = bj.is_ascii_digit();
+                    all_digit &= digit;
+                    if !digit {
+                        letters += 1;
+                        upper += u32::from(bj.is_ascii_uppercase());
+                    }
+                    lower.push(char::from(bj.to_ascii_lowercase()));
+                    j += 1;
+                    continue;
+                }
+                let (c, l) = if bj < 0x80 {
+                    (bj as char, 1)
+                } else {
+                    match text.get(j..).and_then(|s| s.chars().next()) {
+                        Some(c) => (c, c.len_utf8()),
+                        None => break,
+                    }
+                };
+                if c.is_alphanumeric() {
+                    n_chars += 1;
+                    all_x &= c == 'X';
+                    all_digit &= c.is_ascii_digit();
+                    if c.is_alphabetic() {
+                        letters += 1;
+                        if c.is_uppercase() {
+                            upper += 1;
+                        }
+                    }
+                    if c.is_ascii() {
+                        lower.push(c.to_ascii_lowercase());
+                    } else {
+                        lower.extend(c.to_lowercase());
+                    }
+                    j += l;
+                } else if (c == '\'' || c == '\u{2019}') && n_chars > 0 {
+                    // Keep going only if an alphanumeric follows.
+                    let next = text.get(j + l..).and_then(|s| s.chars().next());
+                    if next.is_some_and(char::is_alphanumeric) {
+                        j += l;
+                    } else {
+                        break;
+                    }
+                } else {
+                    break;
+                }
+            }
+            stats.chars += n_chars.saturating_sub(1);
+            i = j;
+
+            if all_x && n_chars >= 2 {
+                // CFPB redaction. `XX/XX/XXXX` is one span, a redacted date.
+                if last_redaction_end != usize::MAX
+                    && start == last_redaction_end + 1
+                    && bytes.get(last_redaction_end) == Some(&b'/')
+                {
+                    redaction_parts += 1;
+                    if redaction_parts == 2 {
+                        stats.redacted_dates += 1;
+                    }
+                } else {
+                    stats.redactions += 1;
+                    redaction_parts = 1;
+                }
+                last_redaction_end = j;
+                continue;
+            }
+            if all_digit
+                && last_redaction_end != usize::MAX
+                && start == last_redaction_end + 1
+                && bytes.get(last_redaction_end) == Some(&b'/')
+                && redaction_parts == 1
+            {
+                // `XX/XX/2019`-style partially redacted date.
+                stats.redacted_dates += 1;
+                redaction_parts = 2;
+            }
+
+            stats.words += 1;
+            stats.letters += letters;
+            stats.upper += upper;
+            if all_digit {
+                push_ring(scratch, fnv1a64(lower.as_bytes()));
+                continue;
+            }
+            let h = fnv1a64(lower.as_bytes());
+            let (stem_hash, info) = if opts.names {
+                (0, lex.words.get(&h).copied().unwrap_or_default())
+            } else if let Some(&hit) = scratch.cache.get(&h) {
+                hit
+            } else {
+                // Miss: stem (this may allocate) and remember both, whatever the options.
+                let entry = (
+                    fnv1a64(scratch.stemmer.stem(&lower).as_bytes()),
+                    lex.words.get(&h).copied().unwrap_or_default(),
+                );
+                if scratch.cache.len() >= CACHE_MAX {
+                    scratch.cache.clear();
+                }
+                scratch.cache.insert(h, entry);
+                entry
+            };
+            push_ring(scratch, h);
+
+            if opts.sentiment {
+                let mut v = info.valence;
+                if v != 0.0 {
+                    if scratch.negation_ring.iter().any(|&n| n) {
+                        v *= -0.74;
+                    }
+                    stats.valence_sum += v;
+                    if v > 0.0 {
+                        stats.pos_sum += v + 1.0;
+                    } else {
+                        stats.neg_sum += v - 1.0;
+                    }
+                } else {
+                    stats.neutral += 1;
+                }
+                scratch.negation_ring = [
+                    info.negation,
+                    scratch.negation_ring[0],
+                    scratch.negation_ring[1],
+                ];
+            }
+            if opts.entities {
+                if let Some(e) = info.entity {
+                    stats.entities[e as usize] += 1;
+                }
+                if info.phrase_end {
+                    match_phrases(lex, scratch, stats);
+                }
+            }
+
+            if !opts.terms || n_chars < 2 || (opts.stop_words && info.stop) {
+                continue;
+            }
+            let term = if opts.names {
+                scratch.name.clear();
+                if opts.stemming {
+                    let stem = scratch.stemmer.stem(&lower);
+                    scratch.name.push_str(&stem);
+                } else {
+                    scratch.name.push_str(&lower);
+                }
+                fnv1a64(scratch.name.as_bytes())
+            } else if opts.stemming {
+                stem_hash
+            } else {
+                h
+            };
+            sink(term, opts.names.then_some(scratch.name.as_str()));
+            if opts.bigrams {
+                if let Some(p) = prev_term {
+                    let id = combine(p, term);
+                    if opts.names {
+                        let mut bigram =
+                            String::with_capacity(scratch.prev_name.len() + 1 + scratch.name.len());
+                        bigram.push_str(&scratch.prev_name);
+                        bigram.push(' ');
+                        bigram.push_str(&scratch.name);
+                        sink(id, Some(&bigram));
+                    } else {
+                        sink(id, None);
+                    }
+                }
+            }
+            if opts.names {
+                std::mem::swap(&mut scratch.prev_name, &mut scratch.name);
+            }
+            prev_term = Some(term);
+        }
+        stats.entities[Entity::DateMention as usize] += stats.redacted_dates;
+        stats.entities[Entity::MoneyWord as usize] += stats.money_count;
     }
 }
 
@@ -488,6 +784,92 @@ mod tests {
             let mut ids = Vec::new();
             analyze(text, fast, &mut scratch, &mut stats, |id, _| ids.push(id));
             assert_eq!(ids, named);
+        }
+    }
+
+    /// Real narratives: the bundled sample always, the development and extended sets of
+    /// `../shared` when they are there.
+    fn real_narratives() -> Vec<String> {
+        let mut paths = vec![complaintflow_datasets::bundled_sample_path()];
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+        for p in [
+            "cfpb/complaints-dev.json",
+            "cfpb-extended/complaints-dev-extended.json",
+        ] {
+            if shared.join(p).is_file() {
+                paths.push(shared.join(p));
+            }
+        }
+        let mut out = Vec::new();
+        for p in paths {
+            let opts = complaintflow_datasets::ValidationOptions::default();
+            for c in complaintflow_datasets::read_path(&p, Default::default(), &opts)
+                .unwrap()
+                .flatten()
+            {
+                if let Some(n) = c.complaint_what_happened {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fast_analyzer_agrees_with_the_reference_on_every_real_narrative() {
+        let mut texts = real_narratives();
+        assert!(texts.len() > 1_000, "{} narratives", texts.len());
+        // Edge cases the data may lack: apostrophes at ends, curly quotes, non-ASCII
+        // letters and digits, money at the end, lone braces, redaction variants.
+        texts.extend(
+            [
+                "don't 'quoted' it's’ o’clock ’tis",
+                "Straße ÜBER Ĳssel ﬁne café ４２ Ⅻ",
+                "{$12.50} {$ {$1,2,3.4} {$9",
+                "XX/XX/2019 XX/XX/XXXX XXXX/12 xxxx X",
+                "!!! ?! {}",
+                "ΑΒΓ δε İstanbul",
+                "",
+            ]
+            .map(String::from),
+        );
+        let all = opts();
+        let variants = [
+            all,
+            AnalyzeOpts {
+                names: false,
+                ..all
+            },
+            AnalyzeOpts {
+                names: false,
+                stemming: false,
+                stop_words: false,
+                ..all
+            },
+            AnalyzeOpts {
+                names: false,
+                bigrams: false,
+                sentiment: false,
+                entities: false,
+                ..all
+            },
+        ];
+        for o in variants {
+            let (mut s1, mut s2) = (TextScratch::default(), TextScratch::default());
+            let (mut t1, mut t2) = (TextStats::default(), TextStats::default());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for t in &texts {
+                a.clear();
+                b.clear();
+                analyze(t, o, &mut s1, &mut t1, |id, n| {
+                    a.push((id, n.map(String::from)))
+                });
+                reference::analyze_reference(t, o, &mut s2, &mut t2, |id, n| {
+                    b.push((id, n.map(String::from)))
+                });
+                assert_eq!(t1, t2, "stats differ on {t:?}");
+                assert_eq!(a, b, "terms differ on {t:?}");
+            }
         }
     }
 

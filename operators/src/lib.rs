@@ -63,7 +63,7 @@ pub mod score;
 pub mod sink;
 pub mod source;
 
-pub use decision::{AsEpoch, Decide, Decision, DecisionRules, InvalidRules};
+pub use decision::{AsEpoch, CompiledRules, Decide, Decision, DecisionRules, InvalidRules};
 pub use parse::{DedupById, ParseComplaints};
 pub use rate::RateLimit;
 pub use record::{DeadLetter, Origin, Parsed, Prediction, RawInput};

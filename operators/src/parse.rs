@@ -52,6 +52,9 @@ use crate::record::{DeadLetter, Parsed, RawInput};
 /// assert_eq!(dead.kind, "unparseable_date");
 /// assert_eq!(dead.complaint_id.as_deref(), Some("9"));
 /// ```
+// Both variants are records moved on at once (the `Ok` side, a complaint, is larger still):
+// boxing the error would add an allocation per bad record for nothing.
+#[allow(clippy::result_large_err)]
 pub fn parse_raw(raw: RawInput, opts: &ValidationOptions) -> Result<Parsed, DeadLetter> {
     if let Some((kind, message)) = &raw.framing_error {
         return Err(DeadLetter::from_raw(&raw, kind, message.clone(), None));
@@ -89,6 +92,7 @@ impl<'s, T: Timestamp> ParseComplaints<'s, T> for Stream<'s, T, Vec<RawInput>> {
         opts: &ValidationOptions,
     ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
         let opts = opts.clone();
+        #[allow(clippy::result_large_err)]
         self.ok_err(move |raw: RawInput| parse_raw(raw, &opts))
     }
 }

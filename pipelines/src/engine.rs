@@ -17,6 +17,15 @@
 //!    steps; the worker sends it into the `models` input at its current epoch, so `score`
 //!    switches at that epoch on every worker. Nothing restarts; no record is lost.
 //!
+//! **Sinks and checkpoints.** [`EngineConfig::sinks`] attaches extra sinks (e.g. Kafka
+//! topics, [`crate::kafka::KafkaSinks`]) to the decisions, dead letters and aggregate
+//! changes on every worker; the engine probes their acknowledgement streams, so an epoch is
+//! complete only once every sink has written it durably. With a
+//! [`resumable`](SourceFactory::resumable) source (Kafka) and [`EngineConfig::checkpoints`],
+//! global worker 0 checkpoints the next offset of every partition and the aggregate totals
+//! of the newest complete epoch (see [`crate::checkpoint`]), and [`start`] resumes from the
+//! newest checkpoint: sources start at its offsets, its totals seed the aggregates.
+//!
 //! A worker never blocks: it runs `step_or_park(1 ms)` and polls channels with `try_recv`.
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +41,7 @@ use std::time::Duration;
 use complaintflow_datasets::replay::{Rate, SystemClock};
 use complaintflow_datasets::{Complaint, Format, RawRecords, ValidationOptions};
 use complaintflow_models::{DataInfo, Model, Registry, TrainConfig};
+use complaintflow_operators::kafka::CheckpointStore;
 use complaintflow_operators::prelude::*;
 use complaintflow_operators::record::now_ms;
 use complaintflow_operators::source::{file_source, replay_source, SourceEpoch};
@@ -44,7 +54,10 @@ use timely::dataflow::operators::{Concat, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, Scope, Stream};
 use timely::CommunicationConfig;
 
-use crate::aggregate::aggregate_decisions;
+use crate::aggregate::{
+    aggregate_decisions, totals_from_json, AggregateChange, AggregateLedger, Seed,
+};
+use crate::checkpoint::{track_positions, CheckpointConfig, Checkpointer, PositionLedger};
 use crate::state::{lock, EngineState, ServingModel};
 
 /// Engine configuration. [`EngineConfig::new`] gives the documented defaults.
@@ -80,6 +93,14 @@ pub struct EngineConfig {
     pub registry_dir: PathBuf,
     /// Default training configuration of retraining requests.
     pub train: TrainConfig,
+    /// Sinks attached to the decisions, dead letters and aggregate changes (e.g. Kafka
+    /// topics), besides the JSON Lines files. Their acknowledgement streams are probed: an
+    /// epoch counts as complete (and may be checkpointed) only once every sink has written
+    /// it durably. Default none.
+    pub sinks: Option<Arc<dyn SinkFactory>>,
+    /// Checkpoints and resume (only with a source that is
+    /// [`resumable`](SourceFactory::resumable)). Default none.
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 impl EngineConfig {
@@ -104,6 +125,8 @@ impl EngineConfig {
             once: false,
             registry_dir: registry_dir.into(),
             train: TrainConfig::default(),
+            sinks: None,
+            checkpoints: None,
         }
     }
 }
@@ -121,6 +144,12 @@ pub struct SourceContext {
     /// aggregates) on every worker: everything below is durably written. A Kafka source
     /// commits the offsets of epochs below it. Updated by the worker between steps.
     pub completed_below: Rc<Cell<u64>>,
+    /// The first epoch to use: 0, or the resumed checkpoint's epoch + 1 (epochs keep growing
+    /// across restarts).
+    pub first_epoch: u64,
+    /// Where to resume (from the checkpoint): source → partition → next offset to read;
+    /// empty without a checkpoint.
+    pub start_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 /// A source the engine does not know (e.g. Kafka): builds this worker's part of it.
@@ -134,6 +163,69 @@ pub trait SourceFactory: Send + Sync + 'static {
         scope: Scope<'s, u64>,
         ctx: &SourceContext,
     ) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch);
+
+    /// Whether the source can resume from positions: every record's
+    /// [`Origin`](complaintflow_operators::record::Origin) is `(source, partition, offset)`
+    /// with offsets growing per partition, and it starts each partition at
+    /// [`SourceContext::start_offsets`]. Only then does the engine checkpoint. Default `false`.
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Called on the first worker of every process, between steps, when every output of
+    /// every epoch `<= epoch` is durable (e.g. commit offsets to a consumer group). Default:
+    /// nothing.
+    fn on_durable(&self, epoch: u64) {
+        let _ = epoch;
+    }
+
+    /// Records behind the head of the input, for the metrics (`None`: unknown or no such
+    /// notion). Default `None`.
+    fn lag(&self) -> Option<i64> {
+        None
+    }
+
+    /// A failure that ended the source (e.g. the topic does not exist); the engine stops and
+    /// [`EngineHandle::join`] returns it. Default `None`.
+    fn fatal(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The output streams of the main dataflow on one worker, for a [`SinkFactory`].
+pub struct EngineOutputs<'s> {
+    /// Every decision (data-parallel: each worker holds its share).
+    pub decisions: Stream<'s, u64, Vec<Decision>>,
+    /// Every dead letter (parse and validation errors, duplicates).
+    pub dead_letters: Stream<'s, u64, Vec<DeadLetter>>,
+    /// The new totals of every aggregate key that changed, per complete epoch.
+    pub aggregate_changes: Stream<'s, u64, Vec<AggregateChange>>,
+}
+
+/// Extra sinks (e.g. Kafka topics) the engine attaches to its outputs on every worker.
+pub trait SinkFactory: Send + Sync + 'static {
+    /// A short description for logs (`kafka:complaints-predictions,…@localhost:9092`).
+    fn describe(&self) -> String;
+    /// Checks the configuration before the workers start (e.g. that the producers can be
+    /// created), so that [`build`](SinkFactory::build) does not fail on some workers only:
+    /// every worker must build the same operators. Default: nothing to check.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Attaches the sinks on one worker and returns their acknowledgement streams: the
+    /// frontier of each must pass an epoch only once everything of that epoch is durable.
+    /// The engine probes them. An error stops the engine (no checkpoint is written after).
+    fn build<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        outputs: EngineOutputs<'s>,
+    ) -> Result<Vec<Stream<'s, u64, Vec<u64>>>, String>;
+}
+
+impl std::fmt::Debug for dyn SinkFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 /// Where complaints come from.
@@ -232,6 +324,12 @@ pub enum EngineError {
     /// The engine has stopped (or this is not process 0).
     #[error("the engine cannot take this request: {0}")]
     Unavailable(String),
+    /// The source failed (e.g. its topic does not exist).
+    #[error("the source failed: {0}")]
+    Source(String),
+    /// A sink could not be set up.
+    #[error("an output sink failed: {0}")]
+    Sink(String),
 }
 
 /// What a finished run did (process 0 sees every output; other processes see none).
@@ -270,6 +368,8 @@ pub struct EngineHandle {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<(), EngineError>>,
     process: usize,
+    fatal: Fatal,
+    resumed: Option<u64>,
 }
 
 impl EngineHandle {
@@ -339,12 +439,25 @@ impl EngineHandle {
         self.thread.is_finished()
     }
 
+    /// The epoch of the checkpoint this run resumed from, if any.
+    pub fn resumed_from(&self) -> Option<u64> {
+        self.resumed
+    }
+
+    /// A failure that is stopping the engine (source or sink), if any.
+    pub fn failure(&self) -> Option<EngineError> {
+        lock(&self.fatal).clone().map(FatalError::into_error)
+    }
+
     /// Waits for the workers to exit (source exhausted with `once`, or after
     /// [`shutdown`](Self::shutdown)).
     pub fn join(self) -> Result<RunSummary, EngineError> {
         match self.thread.join() {
             Ok(r) => r?,
             Err(_) => return Err(EngineError::Worker("the engine thread panicked".into())),
+        }
+        if let Some(f) = lock(&self.fatal).clone() {
+            return Err(f.into_error());
         }
         let m = self.state.snapshot();
         Ok(RunSummary {
@@ -557,6 +670,17 @@ pub fn start(
         role: ModelRole::Production,
     }];
     let communication = communication(&cfg, workers)?;
+    let mut cfg = cfg;
+    let resumable = matches!(&source, SourceSpec::Custom(f) if f.resumable());
+    if cfg.checkpoints.is_some() && !resumable {
+        tracing::warn!(source = ?source, "checkpoints are off: this source cannot resume from positions");
+        cfg.checkpoints = None;
+    }
+    if let Some(s) = &cfg.sinks {
+        s.check().map_err(EngineError::Sink)?;
+    }
+    let resume = Arc::new(read_resume(cfg.checkpoints.as_ref())?);
+    let resumed = resume.epoch;
     let mut state = EngineState::new(cfg.recent_capacity);
     state.workers = workers;
     state.processes = cfg.processes.max(1);
@@ -575,12 +699,22 @@ pub fn start(
     };
     let process = cfg.process;
     let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
-    tracing::info!(source = ?source, workers, processes = cfg.processes, process, "engine starting");
+    let fatal: Fatal = Arc::new(Mutex::new(None));
+    let fa = Arc::clone(&fatal);
+    tracing::info!(source = ?source, sinks = ?cfg.sinks, workers, processes = cfg.processes, process,
+        resumed_from = ?resumed, "engine starting");
     let thread = std::thread::Builder::new()
         .name("complaintflow-engine".into())
         .spawn(move || -> Result<(), EngineError> {
             let guards = timely::execute(config, move |worker| {
-                run_worker(worker, &cfg, &source, &initial, &st, &sp, &rx);
+                let shared = Shared {
+                    state: &st,
+                    stop: &sp,
+                    control: &rx,
+                    resume: &resume,
+                    fatal: &fa,
+                };
+                run_worker(worker, &cfg, &source, &initial, &shared);
             })
             .map_err(EngineError::Start)?;
             for r in guards.join() {
@@ -595,7 +729,51 @@ pub fn start(
         stop,
         thread,
         process,
+        fatal,
+        resumed,
     })
+}
+
+/// Reads the newest complete checkpoint (when checkpoints and resume are on).
+fn read_resume(cfg: Option<&CheckpointConfig>) -> Result<Resume, EngineError> {
+    let Some(cfg) = cfg.filter(|c| c.resume) else {
+        return Ok(Resume::default());
+    };
+    let store = CheckpointStore::open(&cfg.state_dir, cfg.keep)
+        .map_err(|e| EngineError::Config(e.to_string()))?;
+    let Some(cp) = store
+        .latest()
+        .map_err(|e| EngineError::Config(e.to_string()))?
+    else {
+        tracing::info!(dir = %store.dir().display(), "no checkpoint: starting fresh");
+        return Ok(Resume::default());
+    };
+    let (seeds, warnings) = totals_from_json(&cp.aggregate_state, cp.epoch).map_err(|e| {
+        EngineError::Config(format!(
+            "checkpoint of epoch {} in {}: aggregate state: {e} (move the file away to resume from an older one)",
+            cp.epoch,
+            store.dir().display()
+        ))
+    })?;
+    for w in warnings {
+        tracing::warn!(epoch = cp.epoch, "checkpoint: {w}");
+    }
+    tracing::info!(epoch = cp.epoch, offsets = ?cp.offsets, aggregate_keys = seeds.len(),
+        age_s = cp.age_ms() / 1000, "resuming from checkpoint");
+    Ok(Resume {
+        epoch: Some(cp.epoch),
+        offsets: cp.offsets,
+        seeds,
+    })
+}
+
+/// What every worker of a process shares.
+struct Shared<'a> {
+    state: &'a Arc<EngineState>,
+    stop: &'a Arc<AtomicBool>,
+    control: &'a Arc<Mutex<Option<Receiver<Control>>>>,
+    resume: &'a Arc<Resume>,
+    fatal: &'a Fatal,
 }
 
 fn serving(u: &ModelUpdate, since_epoch: u64) -> ServingModel {
@@ -610,6 +788,35 @@ fn serving(u: &ModelUpdate, since_epoch: u64) -> ServingModel {
         since_epoch,
         threshold: u.model.threshold,
     }
+}
+
+/// A failure that stops the engine, shared by its workers.
+#[derive(Clone, Debug)]
+enum FatalError {
+    Source(String),
+    Sink(String),
+    Checkpoint(String),
+}
+
+impl FatalError {
+    fn into_error(self) -> EngineError {
+        match self {
+            FatalError::Source(m) => EngineError::Source(m),
+            FatalError::Sink(m) => EngineError::Sink(m),
+            FatalError::Checkpoint(m) => EngineError::Config(m),
+        }
+    }
+}
+
+type Fatal = Arc<Mutex<Option<FatalError>>>;
+
+/// Where a run resumes: read from the newest checkpoint by [`start`].
+#[derive(Debug, Default)]
+struct Resume {
+    /// The checkpoint's epoch (`None`: no checkpoint, start fresh).
+    epoch: Option<u64>,
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    seeds: Vec<Seed>,
 }
 
 /// Control messages broadcast to every worker.
@@ -649,11 +856,26 @@ fn run_worker(
     cfg: &EngineConfig,
     source: &SourceSpec,
     initial: &[ModelUpdate],
-    state: &Arc<EngineState>,
-    stop: &Arc<AtomicBool>,
-    control: &Arc<Mutex<Option<Receiver<Control>>>>,
+    shared: &Shared<'_>,
 ) {
+    let Shared {
+        state,
+        stop,
+        control,
+        resume,
+        fatal,
+    } = *shared;
     let leader = worker.index() == 0; // global worker 0 = process 0, thread 0
+    let process_first = worker.index().is_multiple_of(cfg.workers.max(1)); // thread 0 of each process
+    let first_epoch = resume.epoch.map_or(0, |e| e + 1);
+    let checkpointing = cfg.checkpoints.is_some();
+    let custom = match source {
+        SourceSpec::Custom(f) => Some(Arc::clone(f)),
+        _ => None,
+    };
+    let mut seed_in: InputHandle<u64, CapacityContainerBuilder<Vec<Seed>>> = InputHandle::new();
+    let agg_ledger = Rc::new(RefCell::new(AggregateLedger::new(checkpointing && leader)));
+    let pos_ledger = Rc::new(RefCell::new(PositionLedger::new(resume.offsets.clone())));
     let (train_tx, train_rx) = channel::<TrainResult>();
     let mut control_in: InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>> =
         InputHandle::new();
@@ -691,6 +913,8 @@ fn run_worker(
             validation: cfg.validation.clone(),
             stop: Arc::clone(stop),
             completed_below: Rc::clone(&completed_below),
+            first_epoch,
+            start_offsets: resume.offsets.clone(),
         };
         let max_bytes = cfg.validation.max_record_bytes;
         let (raw, src_epoch) = match source {
@@ -729,6 +953,9 @@ fn run_worker(
             SourceSpec::Custom(factory) => factory.build(scope, &ctx),
         };
         let models = scope.input_from(&mut model_in);
+        if checkpointing {
+            track_positions(raw.clone(), &pos_ledger, &probe);
+        }
         let s = Arc::clone(state);
         count_into(raw.clone(), move |n| {
             s.records_in.fetch_add(n, Ordering::Relaxed);
@@ -768,12 +995,33 @@ fn run_worker(
             },
         );
         let s3 = Arc::clone(state);
-        dead.probe_with(&probe).sink_jsonl(
+        dead.clone().probe_with(&probe).sink_jsonl(
             cfg.dead_letters_path.clone(),
             move |d: &DeadLetter| s3.observe_dead_letter(&d.kind),
             |_| {},
         );
-        aggregate_decisions(decisions, state, &probe);
+        let seeds = scope.input_from(&mut seed_in);
+        let changes =
+            aggregate_decisions(decisions.clone(), Some(seeds), state, &agg_ledger, &probe);
+        if let Some(sinks) = &cfg.sinks {
+            let outputs = EngineOutputs {
+                decisions,
+                dead_letters: dead,
+                aggregate_changes: changes,
+            };
+            match sinks.build(scope, outputs) {
+                Ok(acks) => {
+                    for a in acks {
+                        a.probe_with(&probe);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(sinks = %sinks.describe(), "cannot start the output sinks: {e}");
+                    lock(fatal).get_or_insert(FatalError::Sink(e));
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        }
         src_epoch
     });
 
@@ -872,7 +1120,31 @@ fn run_worker(
             }
         }
     }
-    let mut last_epoch = 0u64;
+    // A resumed run's aggregate totals enter at the checkpoint's epoch (global worker 0).
+    if leader {
+        if let Some(e) = resume.epoch {
+            seed_in.advance_to(e);
+            for s in &resume.seeds {
+                seed_in.send(s.clone());
+            }
+        }
+    }
+    drop(seed_in);
+    let mut checkpointer = match (&cfg.checkpoints, leader) {
+        (Some(c), true) => match Checkpointer::start(c, resume.epoch, state) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{e}");
+                lock(fatal).get_or_insert(FatalError::Checkpoint(e));
+                stop.store(true, Ordering::SeqCst);
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut last_durable = 0u64;
+    let mut last_poll = std::time::Instant::now();
+    let mut last_epoch = first_epoch;
     let mut reader: Option<(RawRecords<std::io::BufReader<std::fs::File>>, String, i64)> = None;
     let mut training = 0usize;
     loop {
@@ -883,6 +1155,40 @@ fn run_worker(
         let source_done = src_epoch.get().is_none();
         if leader && source_done {
             state.input_waiting.store(false, Ordering::Relaxed);
+        }
+        let done_below = completed_below.get();
+        if let Some(c) = checkpointer.as_mut() {
+            if lock(fatal).is_none() {
+                c.maybe_write(done_below, &pos_ledger, &agg_ledger);
+            }
+        }
+        if let (true, Some(f)) = (process_first, custom.as_ref()) {
+            if last_poll.elapsed() >= Duration::from_millis(200) {
+                last_poll = std::time::Instant::now();
+                if done_below != last_durable && done_below > 0 && done_below != u64::MAX {
+                    last_durable = done_below;
+                    f.on_durable(done_below - 1);
+                }
+                if leader {
+                    let lag = f.lag();
+                    *lock(&state.consumer_lag) = lag;
+                    if let (Some(l), false) = (lag, source_done) {
+                        state.input_waiting.store(l > 0, Ordering::Relaxed);
+                    }
+                }
+                if let Some(e) = f.fatal() {
+                    if lock(fatal).is_none() {
+                        tracing::error!(source = %f.describe(), "the source failed, stopping: {e}");
+                        *lock(fatal) = Some(FatalError::Source(e));
+                        stop.store(true, Ordering::SeqCst);
+                        if let Some(c) = control_in.as_mut() {
+                            c.send(Broadcasted::Stop);
+                            let t = *c.time() + 1;
+                            c.advance_to(t);
+                        }
+                    }
+                }
+            }
         }
         if let Some(e) = src_epoch.get() {
             last_epoch = e;
@@ -1020,6 +1326,12 @@ fn run_worker(
         }
         if model_in.is_none() && !active {
             break;
+        }
+    }
+    // Everything is durable now (the dataflows have completed): the final checkpoint.
+    if let Some(c) = checkpointer {
+        if lock(fatal).is_none() {
+            c.finish(last_epoch, &pos_ledger, &agg_ledger);
         }
     }
 }

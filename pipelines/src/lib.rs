@@ -22,12 +22,15 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod engine;
+pub mod kafka;
 pub mod state;
 
+pub use checkpoint::CheckpointConfig;
 pub use engine::{
-    start, Control, EngineClient, EngineConfig, EngineError, EngineHandle, RetrainRequest,
-    RunSummary, SourceContext, SourceFactory, SourceSpec,
+    start, Control, EngineClient, EngineConfig, EngineError, EngineHandle, EngineOutputs,
+    RetrainRequest, RunSummary, SinkFactory, SourceContext, SourceFactory, SourceSpec,
 };
 pub use state::{
     AggregateAnswer, AggregateRow, AggregateView, Dimension, EngineState, MetricsSnapshot,

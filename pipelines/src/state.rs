@@ -25,17 +25,21 @@ pub enum Dimension {
     Hour,
     /// Month the CFPB received the complaint (`YYYY-MM`).
     Month,
+    /// Month received × product: key `YYYY-MM|product` (see [`month_product_key`]), for the
+    /// dashboard's volume-over-time chart by product.
+    MonthProduct,
 }
 
 impl Dimension {
     /// All dimensions.
-    pub const ALL: [Dimension; 6] = [
+    pub const ALL: [Dimension; 7] = [
         Dimension::Product,
         Dimension::State,
         Dimension::Company,
         Dimension::Issue,
         Dimension::Hour,
         Dimension::Month,
+        Dimension::MonthProduct,
     ];
 
     /// Lower-case name (`product`, …).
@@ -47,6 +51,7 @@ impl Dimension {
             Dimension::Issue => "issue",
             Dimension::Hour => "hour",
             Dimension::Month => "month",
+            Dimension::MonthProduct => "month_product",
         }
     }
 
@@ -63,7 +68,130 @@ impl Dimension {
                 |t| t.format("%Y-%m-%dT%H").to_string(),
             ),
             Dimension::Month => d.date_received.format("%Y-%m").to_string(),
+            Dimension::MonthProduct => month_product_key(
+                &d.date_received.format("%Y-%m").to_string(),
+                d.product.as_deref().unwrap_or("(missing)"),
+            ),
         }
+    }
+}
+
+/// The [`Dimension::MonthProduct`] key: `YYYY-MM|product`. The month never holds a `|`, so
+/// [`split_month_product`] splits at the first one even when a product name holds one.
+///
+/// ```
+/// use complaintflow_pipelines::state::{month_product_key, split_month_product};
+/// let k = month_product_key("2019-09", "Debt collection");
+/// assert_eq!(k, "2019-09|Debt collection");
+/// assert_eq!(split_month_product(&k), Some(("2019-09", "Debt collection")));
+/// ```
+pub fn month_product_key(month: &str, product: &str) -> String {
+    format!("{month}|{product}")
+}
+
+/// Splits a [`Dimension::MonthProduct`] key into month and product.
+pub fn split_month_product(key: &str) -> Option<(&str, &str)> {
+    key.split_once('|')
+}
+
+/// Bucket upper bounds (seconds, inclusive) of [`EngineState::epoch_latency_hist`], the
+/// Prometheus-style cumulative epoch-latency histogram.
+pub const EPOCH_LATENCY_BOUNDS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Number of score bins of [`ScoreStats`]: ten equal-width bins over `[0, 1]`.
+pub const SCORE_BINS: usize = 10;
+
+/// A histogram with fixed bucket upper bounds, cumulative since start: `counts[i]` counts
+/// observations `v` with `bounds[i-1] < v <= bounds[i]`, the last entry those above the
+/// highest bound (and NaN). Counts are per bucket, not cumulative.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Bucket upper bounds, ascending.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket, `bounds.len() + 1` entries.
+    pub counts: Vec<u64>,
+    /// Sum of the finite observations.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram with these bounds.
+    pub fn new(bounds: &[f64]) -> Histogram {
+        Histogram {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    /// Records one observation.
+    ///
+    /// ```
+    /// use complaintflow_pipelines::state::Histogram;
+    /// let mut h = Histogram::new(&[1.0, 2.0]);
+    /// for v in [0.5, 1.0, 1.5, 3.0] { h.observe(v); }
+    /// assert_eq!(h.counts, vec![2, 1, 1]);
+    /// assert_eq!(h.sum, 6.0);
+    /// ```
+    pub fn observe(&mut self, v: f64) {
+        let i = bucket(&self.bounds, v);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        if v.is_finite() {
+            self.sum += v;
+        }
+    }
+
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Index of the first bound `>= v` (`bounds.len()` when none is, or for NaN).
+fn bucket(bounds: &[f64], v: f64) -> usize {
+    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
+}
+
+/// Upper bounds of the score bins: `0.1, 0.2, …, 0.9` (the last bin is `(0.9, 1]`).
+pub fn score_bounds() -> [f64; SCORE_BINS - 1] {
+    std::array::from_fn(|i| (i + 1) as f64 / SCORE_BINS as f64)
+}
+
+/// Live scores of one model version: per-bin counts (bins as [`score_bounds`], upper bound
+/// inclusive, as Prometheus' `le`) and the exact sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreStats {
+    /// Scores per bin.
+    pub bins: [u64; SCORE_BINS],
+    /// Sum of the (finite) scores.
+    pub sum: f64,
+}
+
+impl ScoreStats {
+    /// Records one score.
+    ///
+    /// ```
+    /// use complaintflow_pipelines::state::ScoreStats;
+    /// let mut s = ScoreStats::default();
+    /// for v in [0.05, 0.1, 0.1000001, 0.95] { s.observe(v); }
+    /// assert_eq!(s.bins, [2, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+    /// assert!((s.sum - 1.2000001).abs() < 1e-12);
+    /// ```
+    pub fn observe(&mut self, score: f64) {
+        let i = bucket(&score_bounds(), score).min(SCORE_BINS - 1);
+        self.bins[i] += 1;
+        if score.is_finite() {
+            self.sum += score;
+        }
+    }
+
+    /// Scores in all.
+    pub fn count(&self) -> u64 {
+        self.bins.iter().sum()
     }
 }
 
@@ -75,7 +203,7 @@ impl std::str::FromStr for Dimension {
             .find(|d| d.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown dimension {s:?}: use product, state, company, issue, hour or month"
+                    "unknown dimension {s:?}: use product, state, company, issue, hour, month or month_product"
                 )
             })
     }
@@ -203,14 +331,17 @@ pub struct EngineState {
     pub epochs: AtomicU64,
     /// Latencies (seconds) of the latest 4,096 epochs: first record ingested → epoch complete.
     pub epoch_latency: Mutex<VecDeque<f64>>,
+    /// Every epoch's latency since start, in [`EPOCH_LATENCY_BOUNDS`] buckets (cumulative;
+    /// what `/metrics` exposes as `complaintflow_epoch_latency_seconds`).
+    pub epoch_latency_hist: Mutex<Histogram>,
     /// The model versions sent to `score`, oldest first.
     pub models: Mutex<Vec<ServingModel>>,
     /// Their version names, oldest first (the same list as `models`, names only).
     pub serving: Mutex<Vec<String>>,
     /// Retraining status messages, oldest first.
     pub retrain_log: Mutex<Vec<String>>,
-    /// Scores by model version, in ten buckets of 0.1.
-    pub score_hist: Mutex<BTreeMap<String, [u64; 10]>>,
+    /// Live scores by model version: ten bins of 0.1 and the exact sum.
+    pub score_hist: Mutex<BTreeMap<String, ScoreStats>>,
     /// Whether the source has input it has not read yet (a file not exhausted, a Kafka
     /// topic with lag). Set by the engine (file sources) or the source (Kafka).
     pub input_waiting: AtomicBool,
@@ -249,6 +380,7 @@ impl EngineState {
             by_model: Mutex::new(BTreeMap::new()),
             epochs: AtomicU64::new(0),
             epoch_latency: Mutex::new(VecDeque::new()),
+            epoch_latency_hist: Mutex::new(Histogram::new(&EPOCH_LATENCY_BOUNDS)),
             models: Mutex::new(Vec::new()),
             serving: Mutex::new(Vec::new()),
             retrain_log: Mutex::new(Vec::new()),
@@ -327,6 +459,16 @@ impl EngineState {
         }
     }
 
+    /// The cumulative epoch-latency histogram, seconds.
+    pub fn epoch_latency_histogram(&self) -> Histogram {
+        lock(&self.epoch_latency_hist).clone()
+    }
+
+    /// Live scores by model version.
+    pub fn score_stats(&self) -> BTreeMap<String, ScoreStats> {
+        lock(&self.score_hist).clone()
+    }
+
     /// The latest `limit` decisions, newest first.
     pub fn recent(&self, limit: usize) -> Vec<Decision> {
         let r = lock(&self.recent);
@@ -355,8 +497,14 @@ impl EngineState {
         }
         {
             let mut h = lock(&self.score_hist);
-            let b = ((d.score * 10.0) as usize).min(9);
-            h.entry(d.model_version.clone()).or_insert([0; 10])[b] += 1;
+            match h.get_mut(&d.model_version) {
+                Some(s) => s.observe(d.score),
+                None => {
+                    let mut s = ScoreStats::default();
+                    s.observe(d.score);
+                    h.insert(d.model_version.clone(), s);
+                }
+            }
         }
         let mut r = lock(&self.recent);
         if r.len() >= self.recent_capacity.max(1) {
@@ -372,6 +520,7 @@ impl EngineState {
 
     pub(crate) fn observe_epoch(&self, latency_seconds: f64) {
         self.epochs.fetch_add(1, Ordering::Relaxed);
+        lock(&self.epoch_latency_hist).observe(latency_seconds);
         let mut l = lock(&self.epoch_latency);
         if l.len() >= 4096 {
             l.pop_front();

@@ -206,7 +206,8 @@ pub fn consume_with(args: ConsumeArgs, base: KafkaConfig) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_kv(s: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE` of `--kafka-opt`.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use complaintflow::engine_view::LiveView;
@@ -12,8 +13,14 @@ use complaintflow_datasets::replay::Rate;
 use complaintflow_datasets::split::is_train;
 use complaintflow_datasets::{bundled_sample_path, read_path, Format};
 use complaintflow_models::{DataInfo, Model, Registry};
+use complaintflow_operators::kafka::{
+    detect_transactions, DeliveryMode, KafkaConfig, KafkaSourceHandle, ReadMode,
+};
 use complaintflow_operators::SourcePolicy;
-use complaintflow_pipelines::{Dimension, EngineConfig, SourceSpec};
+use complaintflow_pipelines::kafka::{KafkaSinkHandles, KafkaSinkTopics, KafkaSinks, KafkaSource};
+use complaintflow_pipelines::{
+    CheckpointConfig, Dimension, EngineConfig, SinkFactory, SourceFactory, SourceSpec,
+};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
@@ -32,21 +39,35 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
             config.registry_dir().display()
         )
     })?;
-    let (source_path, format) = match &a.source {
-        Some(s) => {
-            let Some(p) = s.strip_prefix("file:") else {
-                bail!("--source {s:?}: use file:PATH (Kafka sources come with --brokers, see the README)");
-            };
-            (
-                PathBuf::from(p),
-                a.input_format
-                    .parse::<Format>()
-                    .map_err(|e| anyhow::anyhow!("--input-format: {e}"))?,
-            )
+    let kafka_topic = match a.source.as_deref().map(|s| s.split_once(':')) {
+        Some(Some(("kafka", t))) if !t.is_empty() => Some(t.to_string()),
+        Some(Some(("file", _))) | None => None,
+        _ => bail!(
+            "--source {:?}: use file:PATH or kafka:TOPIC (with --brokers HOST:PORT)",
+            a.source.as_deref().unwrap_or_default()
+        ),
+    };
+    let kafka_cfg = {
+        let mut k = config.kafka.clone();
+        if let Some(b) = &a.brokers {
+            k.brokers = b.clone();
         }
+        k.extra.extend(a.kafka_opt.iter().cloned());
+        k
+    };
+    if kafka_topic.is_none() && a.until_idle.is_some() {
+        bail!("--until-idle needs a Kafka source (--source kafka:TOPIC); a file source ends with --once");
+    }
+    let (source_path, format) = match a.source.as_deref().and_then(|s| s.strip_prefix("file:")) {
+        Some(p) => (
+            PathBuf::from(p),
+            a.input_format
+                .parse::<Format>()
+                .map_err(|e| anyhow::anyhow!("--input-format: {e}"))?,
+        ),
         None => (bundled_sample_path(), Format::Auto),
     };
-    if !source_path.is_file() {
+    if kafka_topic.is_none() && !source_path.is_file() {
         bail!(
             "source file {} not found: pass --source file:PATH",
             source_path.display()
@@ -62,6 +83,7 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
     } else {
         source_path
     };
+    let kafka = kafka_wiring(&a, kafka_topic.as_deref(), &kafka_cfg)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = a.workers.unwrap_or(cores).max(1);
     if workers > cores {
@@ -92,7 +114,7 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
     };
     let state_file =
         |p: &Option<PathBuf>, name: &str| p.clone().unwrap_or_else(|| config.state_dir.join(name));
-    let cfg = EngineConfig {
+    let mut cfg = EngineConfig {
         workers,
         processes: a.processes.max(1),
         process: a.process,
@@ -111,9 +133,31 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         once: a.once,
         registry_dir: config.registry_dir(),
         train: config.train.clone(),
+        sinks: None,
+        checkpoints: None,
+    };
+    if let Some(s) = &kafka.sinks {
+        let s: Arc<dyn SinkFactory> = s.clone();
+        cfg.sinks = Some(s);
+    }
+    let (source_spec, source_desc) = match &kafka.source {
+        Some(src) => {
+            let mut cp = CheckpointConfig::new(&config.state_dir);
+            cp.interval = Duration::from_millis(a.checkpoint_ms.max(1));
+            cfg.checkpoints = Some(cp);
+            let desc = src.describe();
+            let src: Arc<dyn SourceFactory> = src.clone();
+            (SourceSpec::Custom(src), desc)
+        }
+        None => (
+            SourceSpec::File {
+                path: source_path.clone(),
+                format,
+            },
+            format!("file:{}", source_path.display()),
+        ),
     };
     let (pred, dl) = (cfg.predictions_path.clone(), cfg.dead_letters_path.clone());
-    let source_desc = format!("file:{}", source_path.display());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -134,15 +178,24 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
     } else {
         None
     };
-    tracing::info!(source = %source_path.display(), workers, processes = cfg.processes, model = %model.version, "starting engine");
-    let engine = complaintflow_pipelines::start(
-        cfg,
-        SourceSpec::File {
-            path: source_path,
-            format,
-        },
-        model,
-    )?;
+    tracing::info!(source = %source_desc, workers, processes = cfg.processes, model = %model.version, "starting engine");
+    let engine = complaintflow_pipelines::start(cfg, source_spec, model)?;
+    if let Some(e) = engine.resumed_from() {
+        eprintln!(
+            "resuming from the checkpoint of epoch {e} in {}",
+            config.state_dir.join("checkpoints").display()
+        );
+    }
+    let idle = Arc::new(AtomicBool::new(false));
+    let watcher = match (&kafka.source, a.until_idle) {
+        (Some(src), Some(d)) => Some(watch_idle(
+            src.handle(),
+            kafka_cfg.clone(),
+            d,
+            Arc::clone(&idle),
+        )?),
+        _ => None,
+    };
     let view = Arc::new(LiveView::new(
         engine.client(),
         registry.clone(),
@@ -167,7 +220,13 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
                     view.set_status(HealthStatus::Draining, Some(format!("{r} received")));
                     engine.shutdown();
                 }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if !interrupted && idle.load(Ordering::SeqCst) {
+                        interrupted = true;
+                        view.set_status(HealthStatus::Draining, Some("input idle (--until-idle)".into()));
+                        engine.shutdown();
+                    }
+                }
             }
         }
         view.set_status(HealthStatus::Finished, None);
@@ -178,7 +237,15 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     let state = engine.state();
-    let summary = engine.join()?;
+    let joined = engine.join();
+    if let Some(w) = watcher {
+        idle.store(true, Ordering::SeqCst);
+        let _ = w.join();
+    }
+    if let Some(h) = &kafka.sink_handles {
+        report_sinks(h, kafka.sinks.as_deref().map(KafkaSinks::topics));
+    }
+    let summary = joined?;
     if let (Some(path), 0) = (&a.aggregates_out, a.process) {
         let all: serde_json::Map<String, serde_json::Value> = Dimension::ALL
             .iter()
@@ -210,6 +277,182 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Kafka pieces of a run: source, sinks and their counters (all `None` without Kafka).
+struct KafkaWiring {
+    source: Option<Arc<KafkaSource>>,
+    sinks: Option<Arc<KafkaSinks>>,
+    sink_handles: Option<KafkaSinkHandles>,
+}
+
+/// `kafka:TOPIC`, `none`, or a bare topic name, as a topic.
+fn topic_flag(flag: &str, value: Option<&str>, default: Option<&str>) -> Result<Option<String>> {
+    match value {
+        None => Ok(default.map(String::from)),
+        Some("none" | "off") => Ok(None),
+        Some(v) => {
+            let t = v.strip_prefix("kafka:").unwrap_or(v);
+            if t.is_empty() || t.contains(':') {
+                bail!("{flag} {v:?}: use kafka:TOPIC or none");
+            }
+            Ok(Some(t.to_string()))
+        }
+    }
+}
+
+/// Builds the Kafka source and sinks from the flags, checking the broker and the topics
+/// first (clear errors before any worker starts).
+fn kafka_wiring(a: &RunArgs, topic: Option<&str>, cfg: &KafkaConfig) -> Result<KafkaWiring> {
+    let defaults = KafkaSinkTopics::default();
+    let on_kafka = topic.is_some();
+    let topics = KafkaSinkTopics {
+        predictions: topic_flag(
+            "--sink",
+            a.sink.as_deref(),
+            on_kafka.then_some("complaints-predictions"),
+        )?,
+        dead_letters: topic_flag(
+            "--dlq-topic",
+            a.dlq_topic.as_deref(),
+            defaults.dead_letters.as_deref().filter(|_| on_kafka),
+        )?,
+        aggregates: topic_flag(
+            "--aggregates-topic",
+            a.aggregates_topic.as_deref(),
+            defaults.aggregates.as_deref().filter(|_| on_kafka),
+        )?,
+    };
+    if !on_kafka && topics.all().is_empty() {
+        return Ok(KafkaWiring {
+            source: None,
+            sinks: None,
+            sink_handles: None,
+        });
+    }
+    cfg.check_reachable()
+        .with_context(|| format!("Kafka at {}", cfg.brokers))?;
+    let source = match topic {
+        Some(t) => {
+            let mode = if a.once {
+                ReadMode::Bounded
+            } else {
+                ReadMode::Continuous
+            };
+            let src = KafkaSource::new(cfg.clone(), t, mode);
+            let partitions = src.check().with_context(|| format!("--source kafka:{t}"))?;
+            tracing::info!(topic = t, partitions, brokers = %cfg.brokers, ?mode, "Kafka source");
+            Some(Arc::new(src))
+        }
+        None => None,
+    };
+    let (sinks, sink_handles) = if topics.all().is_empty() {
+        (None, None)
+    } else {
+        for t in topics.all() {
+            cfg.partitions(t)
+                .with_context(|| format!("Kafka output topic {t}"))?;
+        }
+        let probe_topic = topic
+            .or(topics.predictions.as_deref())
+            .unwrap_or("complaints-input");
+        let support = detect_transactions(
+            cfg,
+            probe_topic,
+            cfg.connect_timeout().min(Duration::from_secs(10)),
+        );
+        let mode = support.mode(true, &format!("{}-engine", cfg.group_id));
+        tracing::info!(brokers = %cfg.brokers, topics = ?topics.all(), delivery = %mode, "Kafka sinks");
+        let idempotent = matches!(mode, DeliveryMode::Transactional { .. }) || cfg.idempotence;
+        eprintln!(
+            "Kafka outputs {:?}: {mode}, idempotent producers: {}",
+            topics.all(),
+            if idempotent { "yes" } else { "no" }
+        );
+        let sinks = KafkaSinks::new(cfg.clone(), mode, topics);
+        let handles = sinks.handles();
+        (Some(Arc::new(sinks)), Some(handles))
+    };
+    Ok(KafkaWiring {
+        source,
+        sinks,
+        sink_handles,
+    })
+}
+
+/// `--until-idle`: sets `idle` once no record has arrived for `idle_for` and every partition
+/// is read to its current end (checked with the broker). Runs on its own thread; stops when
+/// `idle` is set by anyone.
+fn watch_idle(
+    handle: KafkaSourceHandle,
+    cfg: KafkaConfig,
+    idle_for: Duration,
+    idle: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let t = std::thread::Builder::new()
+        .name("until-idle".into())
+        .spawn(move || {
+            let mut records = handle.records();
+            let mut since = Instant::now();
+            while !idle.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = handle.records();
+                if now != records {
+                    records = now;
+                    since = Instant::now();
+                    continue;
+                }
+                if since.elapsed() < idle_for {
+                    continue;
+                }
+                match handle.caught_up(&cfg) {
+                    Ok(true) => {
+                        tracing::info!(records, "no input for {idle_for:?} and every partition read to its end: stopping (--until-idle)");
+                        idle.store(true, Ordering::SeqCst);
+                    }
+                    Ok(false) => {
+                        tracing::debug!("idle but not caught up yet");
+                        since = recheck_in_a_second(idle_for);
+                    }
+                    Err(e) => {
+                        tracing::warn!("--until-idle: cannot check the partitions' ends yet: {e}");
+                        since = recheck_in_a_second(idle_for);
+                    }
+                }
+            }
+        })
+        .context("cannot start the --until-idle thread")?;
+    Ok(t)
+}
+
+/// An idle start time such that the next idle check comes in about a second.
+fn recheck_in_a_second(idle_for: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(idle_for.saturating_sub(Duration::from_secs(1)))
+        .unwrap_or(now)
+}
+
+/// Prints what the Kafka sinks did.
+fn report_sinks(h: &KafkaSinkHandles, topics: Option<&KafkaSinkTopics>) {
+    let Some(topics) = topics else { return };
+    for (topic, handle) in [
+        (&topics.predictions, &h.predictions),
+        (&topics.dead_letters, &h.dead_letters),
+        (&topics.aggregates, &h.aggregates),
+    ] {
+        let Some(topic) = topic else { continue };
+        let s = handle.stats();
+        eprintln!(
+            "kafka:{topic}: {} delivered, {} sent again after errors, {} failed{}",
+            s.delivered,
+            s.retried,
+            s.failed,
+            s.last_error
+                .filter(|_| s.failed > 0)
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 /// The production model; with an empty registry on the default job, trains one on the

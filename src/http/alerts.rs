@@ -532,7 +532,13 @@ fn secs_to_ms(s: f64) -> i64 {
 }
 
 fn message(name: AlertName, value: Option<f64>, threshold: f64) -> String {
-    let v = value.map_or_else(|| "unknown".to_string(), |v| format!("{v:.3}"));
+    let Some(v) = value else {
+        return format!(
+            "{name}: no longer measured (threshold {threshold} {}); clears after clear_for_secs",
+            name.unit()
+        );
+    };
+    let v = format!("{v:.3}");
     let unit = name.unit();
     match name {
         AlertName::ProcessingRateLow => {

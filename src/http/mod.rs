@@ -9,7 +9,7 @@
 //! | `GET /` | the dashboard (embedded HTML/JS/CSS, uPlot vendored) |
 //! | `GET /assets/{path}` | its files |
 //! | `GET /health` | [`Health`]; 503 when the job failed |
-//! | `GET /api/aggregates?by=product\|state\|company\|issue\|hour&top=N` | [`AggregateAnswer`]; 400 on a bad `by`/`top` |
+//! | `GET /api/aggregates?by=product\|state\|company\|issue\|hour\|month\|month_product&top=N` | [`AggregateAnswer`]; 400 on a bad `by`/`top` |
 //! | `GET /api/predictions/recent?limit=N&priority=P1,P2&escalated=true` | latest decisions, newest first (`limit` 1..=1000, default 50) |
 //! | `GET /api/models` | [`ModelsView`] |
 //! | `GET /api/history` | [`HistoryView`] |
@@ -18,7 +18,7 @@
 //! | `GET /api/summary` | [`Summary`]: the KPI cards' values and colours |
 //! | `GET /api/alerts` | [`AlertsView`] |
 //! | `GET /api/ui-config` | [`UiConfig`] |
-//! | `GET /metrics` | OpenMetrics text ([`prom`]) |
+//! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics when `Accept` asks for it ([`prom`]) |
 //! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 409 busy |
 //!
 //! Errors are JSON: `{"error": "…"}`.
@@ -459,7 +459,7 @@ async fn ui_config(State(s): State<AppState>) -> Json<UiConfig> {
     })
 }
 
-async fn prometheus(State(s): State<AppState>) -> Response {
+async fn prometheus(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let scrape = prom::Scrape {
         health: s.view.health(),
         metrics: s.view.metrics(),
@@ -468,8 +468,16 @@ async fn prometheus(State(s): State<AppState>) -> Response {
         alerts: s.monitor.firing(),
         psi: s.monitor.last_psi(),
     };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     match prom::encode(scrape) {
-        Ok(text) => ([(header::CONTENT_TYPE, prom::CONTENT_TYPE)], text).into_response(),
+        Ok(text) if prom::wants_openmetrics(accept) => {
+            ([(header::CONTENT_TYPE, prom::CONTENT_TYPE)], text).into_response()
+        }
+        Ok(text) => (
+            [(header::CONTENT_TYPE, prom::TEXT_CONTENT_TYPE)],
+            prom::to_text_004(&text),
+        )
+            .into_response(),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the metrics",

@@ -1,5 +1,11 @@
-//! `GET /metrics`: the engine's counters in the OpenMetrics text format (which Prometheus
-//! scrapes natively), encoded with the `prometheus-client` crate.
+//! `GET /metrics`: the engine's counters in the Prometheus text formats, encoded with the
+//! `prometheus-client` crate.
+//!
+//! Two formats, by content negotiation as the official Prometheus clients do: a scraper whose
+//! `Accept` header names `application/openmetrics-text` (Prometheus itself, Grafana Agent) gets
+//! OpenMetrics 1.0 ([`CONTENT_TYPE`]); anything else (curl, older scrapers, text-format
+//! parsers) gets the classic text format 0.0.4 ([`TEXT_CONTENT_TYPE`], see [`to_text_004`]).
+//! Sample names and values are the same in both.
 //!
 //! The values are not instrumented in place: the engine keeps its own counters and the HTTP
 //! layer reads a [`MetricsSnapshot`] per scrape, so a [`Collector`] encodes that snapshot.
@@ -35,8 +41,55 @@ use prometheus_client::registry::{Registry, Unit};
 use super::alerts::AlertName;
 use super::view::{Health, HistogramSnapshot, MetricsSnapshot, ModelsView};
 
-/// Content type of the exposition.
+/// Content type of the OpenMetrics exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Content type of the classic Prometheus text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// Rewrites an OpenMetrics exposition (as [`encode`] writes it) into the classic text format
+/// 0.0.4: counter families are named with their `_total` suffix in `# HELP`/`# TYPE` (their
+/// samples already carry it), and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+///
+/// ```
+/// let om = "# HELP a_records Records.\n# TYPE a_records counter\na_records_total 3\n# TYPE a_lat histogram\n# UNIT a_lat seconds\na_lat_count 1\n# EOF\n";
+/// let text = complaintflow::http::prom::to_text_004(om);
+/// assert_eq!(text, "# HELP a_records_total Records.\n# TYPE a_records_total counter\na_records_total 3\n# TYPE a_lat histogram\na_lat_count 1\n");
+/// ```
+pub fn to_text_004(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, "counter")) = rest.split_once(' ') {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(l.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// Everything one scrape encodes.
 #[derive(Debug, Clone)]

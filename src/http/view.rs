@@ -78,16 +78,22 @@ pub enum Dimension {
     Issue,
     /// Hour the decision was made, UTC, `YYYY-MM-DDTHH`.
     Hour,
+    /// Month the CFPB received the complaint, `YYYY-MM`.
+    Month,
+    /// Month received × product, key `YYYY-MM|product`.
+    MonthProduct,
 }
 
 impl Dimension {
     /// Every dimension, in the order the API documents them.
-    pub const ALL: [Dimension; 5] = [
+    pub const ALL: [Dimension; 7] = [
         Dimension::Product,
         Dimension::State,
         Dimension::Company,
         Dimension::Issue,
         Dimension::Hour,
+        Dimension::Month,
+        Dimension::MonthProduct,
     ];
 
     /// The lower-case name used in URLs and JSON (`product`, `state`, …).
@@ -98,6 +104,8 @@ impl Dimension {
             Dimension::Company => "company",
             Dimension::Issue => "issue",
             Dimension::Hour => "hour",
+            Dimension::Month => "month",
+            Dimension::MonthProduct => "month_product",
         }
     }
 }
@@ -110,7 +118,7 @@ impl fmt::Display for Dimension {
 
 /// A `by` value that is not a [`Dimension`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown dimension {0:?}: use one of product, state, company, issue, hour")]
+#[error("by={0:?} is not a dimension: use one of product, state, company, issue, hour, month, month_product")]
 pub struct UnknownDimension(pub String);
 
 impl FromStr for Dimension {

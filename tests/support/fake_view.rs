@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::http::view::{
-    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot, HistoryView, LiveModel,
-    MetricsSnapshot, ModelVersion, ModelsView, RetrainError, RetrainRequest, RetrainTicket, VolumePoint,
+    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
+    HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
+    RetrainRequest, RetrainTicket, VolumePoint,
 };
 
 /// What the server asked for.
@@ -48,20 +49,41 @@ impl FakeView {
         let mut rows = BTreeMap::new();
         rows.insert(
             Dimension::Product,
-            vec![row("Debt collection", 60, 15, 0.12), row("Mortgage", 30, 3, 0.2), row("Student loan", 10, 5, 0.08)],
+            vec![
+                row("Debt collection", 60, 15, 0.12),
+                row("Mortgage", 30, 3, 0.2),
+                row("Student loan", 10, 5, 0.08),
+            ],
         );
-        rows.insert(Dimension::State, vec![row("CA", 50, 10, 0.15), row("TX", 40, 12, 0.13), row("(missing)", 10, 1, 0.2)]);
-        rows.insert(Dimension::Company, vec![row("Acme Servicing", 70, 20, 0.1), row("Beta Bank", 30, 3, 0.2)]);
-        rows.insert(Dimension::Issue, vec![row("Attempts to collect debt not owed", 100, 23, 0.13)]);
+        rows.insert(
+            Dimension::State,
+            vec![
+                row("CA", 50, 10, 0.15),
+                row("TX", 40, 12, 0.13),
+                row("(missing)", 10, 1, 0.2),
+            ],
+        );
+        rows.insert(
+            Dimension::Company,
+            vec![
+                row("Acme Servicing", 70, 20, 0.1),
+                row("Beta Bank", 30, 3, 0.2),
+            ],
+        );
+        rows.insert(
+            Dimension::Issue,
+            vec![row("Attempts to collect debt not owed", 100, 23, 0.13)],
+        );
         rows.insert(Dimension::Hour, vec![row("2026-11-23T02", 100, 23, 0.13)]);
         let recent = (0..10)
             .map(|i| {
+                let priority = ["P1", "P2", "P3"][i % 3];
                 serde_json::json!({
                     "complaint_id": format!("{}", 1000 + i),
                     "model_version": "v0001",
                     "score": 0.01 * i as f64,
                     "escalate": i % 3 == 0,
-                    "priority": ["P1", "P2", "P3"][i % 3],
+                    "priority": priority,
                     "queue": "collections",
                     "reasons": [format!("reason {i}")],
                     "product": "Debt collection",
@@ -87,7 +109,12 @@ impl FakeView {
                 test_auc: Some(0.71),
                 created_at: Some("2026-11-22T10:00:00Z".into()),
             }],
-            live: vec![LiveModel { version: "v0001".into(), share: 1.0, predictions: 100, scores }],
+            live: vec![LiveModel {
+                version: "v0001".into(),
+                share: 1.0,
+                predictions: 100,
+                scores,
+            }],
             training_scores: Some(training),
             retraining: vec![],
         };
@@ -101,7 +128,10 @@ impl FakeView {
             records_processed: 108,
             predictions: 100,
             escalations: 23,
-            dead_letters: BTreeMap::from([("malformed_json".to_string(), 6), ("missing_field".to_string(), 2)]),
+            dead_letters: BTreeMap::from([
+                ("malformed_json".to_string(), 6),
+                ("missing_field".to_string(), 2),
+            ]),
             epochs_completed: 6,
             epoch_latency_seconds: lat,
             consumer_lag: Some(42),
@@ -110,8 +140,16 @@ impl FakeView {
         };
         let history = HistoryView {
             training_source: Some("train.json".into()),
-            training: vec![VolumePoint { month: "2023-01".into(), product: "Mortgage".into(), count: 7 }],
-            live: vec![VolumePoint { month: "2024-01".into(), product: "Mortgage".into(), count: 30 }],
+            training: vec![VolumePoint {
+                month: "2023-01".into(),
+                product: "Mortgage".into(),
+                count: 7,
+            }],
+            live: vec![VolumePoint {
+                month: "2024-01".into(),
+                product: "Mortgage".into(),
+                count: 30,
+            }],
             as_of: Some(6),
         };
         FakeView {
@@ -151,7 +189,11 @@ impl EngineView for FakeView {
         if let Some(n) = top {
             rows.truncate(n);
         }
-        AggregateAnswer { by, as_of: self.as_of, rows }
+        AggregateAnswer {
+            by,
+            as_of: self.as_of,
+            rows,
+        }
     }
 
     fn recent(&self, limit: usize) -> Vec<serde_json::Value> {

@@ -236,7 +236,7 @@ impl SyntheticView {
             s.metrics.records_in += 1;
             s.metrics.records_processed += 1;
             let n = s.produced;
-            if self.cfg.dead_letter_every > 0 && n % self.cfg.dead_letter_every == 0 {
+            if self.cfg.dead_letter_every > 0 && n.is_multiple_of(self.cfg.dead_letter_every) {
                 let reason =
                     REASONS_DL[(n / self.cfg.dead_letter_every) as usize % REASONS_DL.len()];
                 *s.metrics
@@ -311,6 +311,8 @@ impl SyntheticView {
                 (Dimension::State, state.to_string()),
                 (Dimension::Company, company.clone()),
                 (Dimension::Hour, hour.clone()),
+                (Dimension::Month, month.clone()),
+                (Dimension::MonthProduct, format!("{month}|{product}")),
             ] {
                 let t = s.totals.entry(dim).or_default().entry(key).or_default();
                 t.count += 1;

@@ -95,6 +95,16 @@ impl CheckpointStore {
     pub fn open(state_dir: impl AsRef<Path>, keep: usize) -> Result<CheckpointStore, KafkaError> {
         let dir = state_dir.as_ref().join("checkpoints");
         fs::create_dir_all(&dir).map_err(|e| err(&dir, format!("cannot create: {e}")))?;
+        // Temporary files of writes a crash interrupted (never read: not checkpoint names).
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".checkpoint-") && name.contains(".tmp-") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(CheckpointStore {
             dir,
             keep: keep.max(1),

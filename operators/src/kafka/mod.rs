@@ -11,9 +11,12 @@
 //! | [`KafkaSink`] | `stream.kafka_sink(..)`: idempotent producer, per-epoch delivery tracking: its output frontier passes an epoch only once every record of it is acknowledged (probe it before checkpointing); dead letters and JSON helpers |
 //! | [`detect_transactions`] | does the broker support transactions? (tansu does not: EndTxn is rejected) → [`DeliveryMode`] |
 //! | [`CheckpointStore`] | atomic (temp + fsync + rename) checkpoints of offsets and opaque aggregate state, keep last N, [`CheckpointStore::latest`] skips corrupt files |
-//! | [`produce_file`] / [`consume_topic`] | replay producer (rate, loop, duration, deterministic synthetic malformed records, bounded in-flight) and a JSON Lines consumer |
+//! | [`produce_file`] / [`consume_topic`] | replay producer (rate, loop, duration, deterministic synthetic malformed records, bounded in-flight, failed messages sent again) and a JSON Lines consumer |
+//! | [`MockKafka`] | librdkafka's in-process mock cluster (transactions, injected request errors, brokers down) for tests |
 //!
-//! How an engine uses the pieces (one process; see each item for details):
+//! The engine (`complaintflow_pipelines::kafka::{KafkaSource, KafkaSinks}`, `complaintflow
+//! run --source kafka:TOPIC`) wires them up; docs/KAFKA.md describes the whole path. How a
+//! dataflow of your own uses the pieces (one process; see each item for details):
 //!
 //! ```text
 //! let cfg: KafkaConfig = ..;  cfg.check_reachable()?;          // before starting workers
@@ -47,6 +50,7 @@ mod checkpoint;
 mod config;
 mod consume;
 mod context;
+mod mock;
 mod produce;
 mod sink;
 mod source;
@@ -55,6 +59,7 @@ mod txn;
 pub use checkpoint::{Checkpoint, CheckpointStore};
 pub use config::{BrokerInfo, KafkaConfig, KafkaError, OffsetReset};
 pub use consume::{consume_topic, ConsumeOptions, ConsumeSummary, ConsumedMessage, StartFrom};
+pub use mock::{MockKafka, MockRequest};
 pub use produce::{
     produce_file, Malformed, MalformedInjector, ProduceOptions, ProduceProgress, ProduceSummary,
     MALFORMED_ID_BASE, MALFORMED_KEY_PREFIX,

@@ -34,12 +34,14 @@ use std::time::{Duration, Instant};
 use complaintflow_datasets::replay::{Rate, Resampler};
 use complaintflow_datasets::{read_path, Format, RawRecords, ValidationOptions};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::Serialize;
 
 use super::config::{KafkaConfig, KafkaError};
 use super::context::{lock, TracingContext};
+use super::sink::permanent;
 
 /// Key prefix of synthetic malformed records.
 pub const MALFORMED_KEY_PREFIX: &str = "synthetic-malformed-";
@@ -224,6 +226,9 @@ pub struct ProduceSummary {
     pub errors: u64,
     /// The first delivery error.
     pub first_error: Option<String>,
+    /// Messages sent again after a retriable delivery error (e.g. a broker that answers
+    /// `UNKNOWN_SERVER_ERROR` while it shuts down).
+    pub retried: u64,
     /// Records of the file that could not be framed (reported, not sent).
     pub unreadable: u64,
     /// Payload bytes sent.
@@ -236,11 +241,31 @@ pub struct ProduceSummary {
     pub mb_per_s: f64,
 }
 
+/// A message that failed with a retriable error: key, payload, attempts so far, when to
+/// send it again.
+type Retry = (Option<Vec<u8>>, Vec<u8>, u32, Instant);
+
+/// Sends of one message at most (librdkafka retries each send internally too).
+const MAX_ATTEMPTS: u32 = 30;
+
 #[derive(Default)]
 struct Counters {
     acked: AtomicU64,
     errors: AtomicU64,
+    retried: AtomicU64,
     first_error: Mutex<Option<String>>,
+    retry: Mutex<Vec<Retry>>,
+}
+
+impl Counters {
+    fn failed(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = lock(&self.first_error);
+        if first.is_none() {
+            tracing::error!("delivery failed: {e}");
+            *first = Some(e);
+        }
+    }
 }
 
 struct CountingContext {
@@ -258,18 +283,61 @@ impl ClientContext for CountingContext {
 }
 
 impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    /// Sends of the message so far.
+    type DeliveryOpaque = Box<u32>;
+    fn delivery(&self, result: &DeliveryResult<'_>, attempts: Box<u32>) {
         match result {
             Ok(_) => {
                 self.counters.acked.fetch_add(1, Ordering::Relaxed);
             }
-            Err((e, _)) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                let mut first = lock(&self.counters.first_error);
-                if first.is_none() {
-                    tracing::error!("delivery failed: {e}");
-                    *first = Some(e.to_string());
+            Err((e, msg)) => {
+                if permanent(e.rdkafka_error_code()) || *attempts >= MAX_ATTEMPTS {
+                    self.counters.failed(e.to_string());
+                } else {
+                    // E.g. tansu answers UNKNOWN_SERVER_ERROR while it shuts down.
+                    let backoff = Duration::from_millis(200 * u64::from((*attempts).min(25)));
+                    lock(&self.counters.retry).push((
+                        msg.key().map(<[u8]>::to_vec),
+                        msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        *attempts,
+                        Instant::now() + backoff,
+                    ));
+                    if self.counters.retried.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!("delivery failed, sending again: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends again the failed messages whose backoff has passed.
+fn resend_due(producer: &BaseProducer<CountingContext>, topic: &str, counters: &Counters) {
+    let now = Instant::now();
+    let due: Vec<Retry> = {
+        let mut r = lock(&counters.retry);
+        if r.iter().all(|x| x.3 > now) {
+            return;
+        }
+        let (due, later) = r.drain(..).partition(|x| x.3 <= now);
+        *r = later;
+        due
+    };
+    for (key, payload, attempts, _) in due {
+        let mut rec = BaseRecord::with_opaque_to(topic, Box::new(attempts + 1)).payload(&payload);
+        if let Some(k) = &key {
+            rec = rec.key(k);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    counters.failed(e.to_string());
+                    break;
                 }
             }
         }
@@ -368,7 +436,10 @@ pub fn produce_file(
             }
             producer.poll(Duration::from_millis(5));
         }
-        let mut rec = BaseRecord::to(&opts.topic).key(key).payload(payload);
+        resend_due(&producer, &opts.topic, &counters);
+        let mut rec = BaseRecord::with_opaque_to(&opts.topic, Box::new(1u32))
+            .key(key)
+            .payload(payload);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -377,11 +448,7 @@ pub fn produce_file(
                     producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    let mut first = lock(&counters.first_error);
-                    if first.is_none() {
-                        *first = Some(e.to_string());
-                    }
+                    counters.failed(e.to_string());
                     break;
                 }
             }
@@ -459,11 +526,13 @@ pub fn produce_file(
             break 'outer;
         }
     }
-    // Wait for every acknowledgement (librdkafka retries within message.timeout.ms).
+    // Wait for every acknowledgement (librdkafka retries within message.timeout.ms; retriable
+    // failures are sent again, at most MAX_ATTEMPTS times).
     while counters.acked.load(Ordering::Relaxed) + counters.errors.load(Ordering::Relaxed)
         < progress.sent
     {
-        if let Err(e) = producer.flush(Duration::from_millis(500)) {
+        resend_due(&producer, &opts.topic, &counters);
+        if let Err(e) = producer.flush(Duration::from_millis(100)) {
             tracing::debug!("flush: {e}");
         }
     }
@@ -475,6 +544,7 @@ pub fn produce_file(
         malformed_injected: injector.count(),
         errors: counters.errors.load(Ordering::Relaxed),
         first_error: lock(&counters.first_error).clone(),
+        retried: counters.retried.load(Ordering::Relaxed),
         unreadable,
         bytes: progress.bytes,
         elapsed_s: elapsed,

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -105,8 +105,9 @@ struct Deliveries {
     pending: BTreeMap<u64, usize>,
     /// Acknowledged messages per epoch.
     acked: BTreeMap<u64, u64>,
-    /// Retriable failures to send again, with their epoch.
-    retry: Vec<(u64, Out)>,
+    /// Retriable failures to send again, with their epoch and when (a short backoff, so a
+    /// broker that rejects everything while it shuts down is not hammered).
+    retry: Vec<(u64, Out, Instant)>,
     /// A delivery in the open transaction failed: abort it.
     txn_failed: bool,
 }
@@ -127,8 +128,11 @@ impl ClientContext for SinkContext {
     }
 }
 
+/// How long a message that failed with a retriable error waits before it is sent again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Errors a sink gives up on (everything else is sent again).
-fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
+pub(crate) fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
         code,
@@ -178,7 +182,7 @@ impl ProducerContext for SinkContext {
                         key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                         payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     };
-                    d.retry.push((epoch, out));
+                    d.retry.push((epoch, out, Instant::now() + RETRY_BACKOFF));
                     self.handle.update(|s| {
                         s.retried += 1;
                         s.in_flight = s.in_flight.saturating_sub(1);
@@ -302,6 +306,7 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
                         "transactional.id",
                         format!("{transactional_id}-{topic}-{index}"),
                     )
+                    .set("enable.idempotence", "true")
                     // Must be >= message.timeout.ms.
                     .set("transaction.timeout.ms", "120000");
                 true
@@ -358,8 +363,16 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
                         }
                     });
                     // Retriable failures go back to the front of their epoch's queue.
-                    let retry = std::mem::take(&mut lock(&deliveries).retry);
-                    for (t, out) in retry {
+                    let now = Instant::now();
+                    let (due, next_retry) = {
+                        let mut d = lock(&deliveries);
+                        let (due, later): (Vec<_>, Vec<_>) =
+                            d.retry.drain(..).partition(|r| txn || r.2 <= now);
+                        let next = later.iter().map(|r| r.2).min();
+                        d.retry = later;
+                        (due, next)
+                    };
+                    for (t, out, _) in due {
                         if txn {
                             continue; // the whole transaction is sent again below
                         }
@@ -464,8 +477,13 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
                                 break;
                             }
                             lock(&deliveries).pending.remove(&t);
-                        } else if lock(&deliveries).pending.contains_key(&t) {
-                            continue;
+                        } else {
+                            // Under one lock: the delivery callback moves a failed message
+                            // from `pending` to `retry` atomically.
+                            let d = lock(&deliveries);
+                            if d.pending.contains_key(&t) || d.retry.iter().any(|r| r.0 == t) {
+                                continue;
+                            }
                         }
                         if let Some(cap) = caps.remove(&t) {
                             let acked = lock(&deliveries).acked.remove(&t).unwrap_or(0);
@@ -480,6 +498,8 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
                     lock(&handle.durable).insert(index, durable);
                     if queue_full {
                         self_activator.activate_after(Duration::from_millis(1));
+                    } else if let Some(at) = next_retry {
+                        self_activator.activate_after(at.saturating_duration_since(Instant::now()));
                     } else if !backlog.is_empty() {
                         self_activator.activate();
                     } else if !caps.is_empty() {

@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
-use super::config::KafkaConfig;
+use super::config::{KafkaConfig, KafkaError};
 use super::context::{lock, HighWatermarks, TracingContext};
 use crate::record::{now_ms, Origin, RawInput};
 use crate::source::{SourceEpoch, SourcePolicy};
@@ -224,6 +224,45 @@ impl KafkaSourceHandle {
     /// created, the topic does not exist); `None` while healthy.
     pub fn fatal(&self) -> Option<String> {
         lock(&self.inner).fatal.clone()
+    }
+
+    /// Whether every partition read by this process has been read up to the high watermark
+    /// it has **now** (asked from the broker, not from the statistics): what `run
+    /// --until-idle` waits for. `false` before the sources have started. A partition not
+    /// read at all counts as caught up when it is empty. An error when the broker does not
+    /// answer within `connect_timeout_ms`.
+    pub fn caught_up(&self, cfg: &KafkaConfig) -> Result<bool, KafkaError> {
+        let (topic, parts, started) = {
+            let inner = lock(&self.inner);
+            let parts: Vec<(i32, Option<i64>)> = inner
+                .partitions
+                .iter()
+                .map(|(p, s)| (*p, s.position.or(s.start)))
+                .collect();
+            (inner.topic.clone(), parts, !inner.epochs.is_empty())
+        };
+        if !started {
+            return Ok(false);
+        }
+        if parts.is_empty() {
+            return Ok(true);
+        }
+        let mut client = cfg.consumer_config();
+        client.set("statistics.interval.ms", "0");
+        let consumer: BaseConsumer<TracingContext> = client
+            .create_with_context(TracingContext::default())
+            .map_err(|e| KafkaError::Config(format!("cannot create a Kafka consumer: {e}")))?;
+        for (p, pos) in parts {
+            let (low, high) = consumer.fetch_watermarks(&topic, p, cfg.connect_timeout())?;
+            let done = match pos {
+                Some(pos) => pos >= high,
+                None => low >= high,
+            };
+            if !done {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Partitions assigned to workers of this process, with their owner.

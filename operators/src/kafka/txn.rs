@@ -32,9 +32,7 @@ pub enum DeliveryMode {
 impl std::fmt::Display for DeliveryMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DeliveryMode::AtLeastOnce => {
-                f.write_str("at-least-once (idempotent producer, keyed replay-safe outputs)")
-            }
+            DeliveryMode::AtLeastOnce => f.write_str("at-least-once (keyed, replay-safe outputs)"),
             DeliveryMode::Transactional { transactional_id } => {
                 write!(
                     f,

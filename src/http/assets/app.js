@@ -68,7 +68,7 @@
         getJSON('/api/aggregates?by=issue&top=' + top),
         getJSON('/api/aggregates?by=company&top=' + top),
         getJSON('/api/aggregates?by=state'),
-        getJSON('/api/predictions/recent?limit=' + c.table_rows + (pri ? '&priority=' + pri : '')),
+        highPriority(c, pri),
         getJSON('/api/models'),
         getJSON('/api/history'),
         getJSON('/api/metrics/series'),
@@ -101,6 +101,21 @@
     }
   }
 
+  // The table's rows: the latest decisions with a high priority, plus escalated ones whatever
+  // their priority, newest first.
+  async function highPriority(c, pri) {
+    const n = c.table_rows;
+    const [byPri, esc] = await Promise.all([
+      getJSON('/api/predictions/recent?limit=' + n + (pri ? '&priority=' + pri : '')),
+      getJSON('/api/predictions/recent?limit=' + n + '&escalated=true'),
+    ]);
+    const seen = new Set();
+    return byPri.concat(esc)
+      .sort((a, b) => (b.decided_ms || 0) - (a.decided_ms || 0))
+      .filter((d) => { const k = d.complaint_id + '\u0001' + d.model_version; if (seen.has(k)) return false; seen.add(k); return true; })
+      .slice(0, n);
+  }
+
   // ---------------------------------------------------------------- header, alerts, KPIs
   function drawHeader(health, summary) {
     const s = $('#status');
@@ -118,12 +133,22 @@
     list.replaceChildren();
     for (const x of a.active) {
       const since = new Date(x.since_ms).toLocaleTimeString();
-      const li = el('li', { 'data-key': x.name, 'data-state': x.state, 'data-value': raw(x.value), 'data-threshold': raw(x.threshold) },
-        x.state.toUpperCase() + ' ' + x.name + ' since ' + since + ': ' + x.message);
+      const li = el('li', { 'data-key': x.name, 'data-state': x.state, 'data-value': raw(x.value), 'data-threshold': raw(x.threshold), 'data-since': raw(x.since_ms) },
+        x.state.toUpperCase() + ' ' + x.name + ' since ' + since + ' (value ' + fmtNum(x.value, 2) + ', threshold ' + x.threshold + '): ' + x.message);
       list.appendChild(li);
     }
+    const firing = a.active.filter((x) => x.state === 'firing').length;
     box.dataset.count = String(a.active.length);
-    box.hidden = a.active.length === 0;
+    box.dataset.state = firing ? 'firing' : a.active.length ? 'pending' : 'ok';
+    $('#alerts-title').textContent = !a.enabled ? 'Alerts: off' : a.active.length ? 'Alerts (' + a.active.length + ')' : 'No active alerts';
+    // Every rule with its latest value, so the strip always shows what is being watched.
+    const rules = $('#alert-rules');
+    rules.replaceChildren();
+    for (const r of a.rules || []) {
+      const span = el('span', { class: 'rule', 'data-key': r.name, 'data-state': r.state, 'data-value': raw(r.value), 'data-enabled': String(r.enabled) },
+        r.name + ' ' + (r.enabled ? (r.value === null ? 'n/a' : fmtNum(r.value, r.value >= 100 ? 0 : 3)) + ' / ' + r.threshold : 'off'));
+      rules.appendChild(span);
+    }
   }
 
   function setKpi(testid, value, text, cardId, status) {
@@ -163,6 +188,7 @@
         height: height,
         series: [{}].concat(series),
         scales: { x: { time: true } },
+        axes: [{}, { size: 64 }],
         legend: { show: true },
         cursor: { drag: { x: false, y: false } },
       };
@@ -291,7 +317,7 @@
     const tb = $('#priority-table tbody');
     tb.replaceChildren();
     $('#priority-table').dataset.rows = String(rows.length);
-    $('#table-note').textContent = 'priorities ' + (state.cfg.high_priorities || []).join(', ') + ', newest first';
+    $('#table-note').textContent = 'priorities ' + (state.cfg.high_priorities || []).join(', ') + ' and escalated, newest first';
     if (!rows.length) {
       const tr = el('tr', { class: 'empty-row' });
       tr.appendChild(el('td', { colspan: '10', class: 'empty' }, 'no high-priority decisions yet'));
@@ -300,7 +326,7 @@
     }
     for (const d of rows) {
       const tr = el('tr', { 'data-key': raw(d.complaint_id), 'data-priority': raw(d.priority), 'data-escalate': raw(d.escalate) });
-      const td = (field, text, value) => { const c = el('td', { 'data-field': field, 'data-value': raw(value === undefined ? text : value) }, text); tr.appendChild(c); return c; };
+      const td = (field, text, value) => { const c = el('td', { 'data-field': field, 'data-value': raw(value === undefined ? text : value), title: text }, text); tr.appendChild(c); return c; };
       td('decided', d.decided_ms ? new Date(d.decided_ms).toLocaleTimeString() : '—', d.decided_ms);
       td('complaint_id', raw(d.complaint_id));
       const p = td('priority', '', d.priority);

@@ -1,0 +1,356 @@
+//! Helpers of the end-to-end Kafka tests: a tansu broker per test (started and stopped with
+//! `scripts/kafka-up.sh` / `kafka-down.sh`), the real binary, and JSON Lines from
+//! `complaintflow consume`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// The Kafka tests run one at a time (each has a broker and an engine; the machine has 2
+/// cores).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fast training configuration (the model is not what these tests check).
+pub const FAST: &str = "[train]\nfolds = 2\nalphas = [1.0]\n[train.features]\ntext = false\n";
+
+pub fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+pub fn tansu_bin() -> PathBuf {
+    let tools = std::env::var_os("COMPLAINTFLOW_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/complaintflow/tools")
+        });
+    tools.join("bin/tansu")
+}
+
+/// A tansu broker of one test, on a free port with its own state directory.
+pub struct Broker {
+    pub state: tempfile::TempDir,
+    pub port: u16,
+    pub addr: String,
+}
+
+impl Broker {
+    /// Starts one, or `None` (the test is skipped, loudly) when tansu is not installed and
+    /// `COMPLAINTFLOW_REQUIRE_KAFKA` is not set.
+    pub fn start() -> Option<Broker> {
+        if !tansu_bin().exists() {
+            if std::env::var_os("COMPLAINTFLOW_REQUIRE_KAFKA").is_some() {
+                panic!(
+                    "COMPLAINTFLOW_REQUIRE_KAFKA is set but tansu is not installed at {}: run scripts/install-tansu.sh",
+                    tansu_bin().display()
+                );
+            }
+            eprintln!(
+                "\n*** SKIPPED: the tansu broker is not installed ({}).\n*** Run scripts/install-tansu.sh, or set COMPLAINTFLOW_REQUIRE_KAFKA=1 to make this a failure.\n",
+                tansu_bin().display()
+            );
+            return None;
+        }
+        let port = free_port();
+        let mut b = Broker {
+            state: tempfile::tempdir().unwrap(),
+            port,
+            addr: String::new(),
+        };
+        b.up();
+        Some(b)
+    }
+
+    /// `scripts/kafka-up.sh` with this broker's state directory and port.
+    pub fn up(&mut self) {
+        let out = Command::new("bash")
+            .arg(scripts().join("kafka-up.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(["--port", &self.port.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-up.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        self.addr = stdout.lines().last().unwrap().trim().to_string();
+        assert_eq!(self.addr, format!("127.0.0.1:{}", self.port));
+    }
+
+    /// `scripts/kafka-down.sh`.
+    pub fn down(&self) {
+        let out = Command::new("bash")
+            .arg(scripts().join("kafka-down.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-down.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.addr))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "topic create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(scripts().join("kafka-down.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .output();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary, in `dir`, with the fast configuration and `state_dir`.
+pub fn bin(dir: &Path, state_dir: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_complaintflow"));
+    c.current_dir(dir)
+        .env_remove("COMPLAINTFLOW_CONFIG")
+        .env_remove("COMPLAINTFLOW_BROKERS")
+        .env(
+            "RUST_LOG",
+            "warn,complaintflow=info,complaintflow_pipelines=info",
+        );
+    c.args(["--config", "fast.toml", "--state-dir", state_dir]);
+    c
+}
+
+/// Runs a command to completion; panics with its stderr when it fails.
+pub fn ok(mut c: Command) -> Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A temp dir with `fast.toml` and a promoted model (trained on the bundled sample) in
+/// `<dir>/state/registry`.
+pub fn workdir() -> tempfile::TempDir {
+    workdir_with("")
+}
+
+/// [`workdir`] with more TOML in `fast.toml`.
+pub fn workdir_with(extra_toml: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("fast.toml"), format!("{FAST}{extra_toml}")).unwrap();
+    let sample = complaintflow_datasets::bundled_sample_path();
+    let mut c = bin(tmp.path(), "state");
+    c.args(["train", "--data", sample.to_str().unwrap(), "--promote"]);
+    ok(c);
+    tmp
+}
+
+/// Copies `<dir>/<from>/registry` to `<dir>/<to>/registry` (the same model for two runs).
+pub fn copy_registry(dir: &Path, from: &str, to: &str) {
+    fn copy(a: &Path, b: &Path) {
+        std::fs::create_dir_all(b).unwrap();
+        for e in std::fs::read_dir(a).unwrap() {
+            let e = e.unwrap();
+            let target = b.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    copy(
+        &dir.join(from).join("registry"),
+        &dir.join(to).join("registry"),
+    );
+}
+
+/// `complaintflow produce … ARGS`; returns its JSON summary.
+pub fn produce(dir: &Path, broker: &str, args: &[&str]) -> serde_json::Value {
+    let mut c = bin(dir, "state");
+    c.args(["produce", "--brokers", broker, "--no-progress"])
+        .args(args);
+    let out = ok(c);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `complaintflow produce` in the background.
+pub fn produce_spawn(dir: &Path, broker: &str, args: &[&str]) -> Child {
+    bin(dir, "state")
+        .args(["produce", "--brokers", broker, "--no-progress"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// One consumed message.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub partition: i64,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub timestamp: Option<i64>,
+    pub value: serde_json::Value,
+}
+
+/// Every message of `topic` (`complaintflow consume --from-beginning --until-idle 3s`).
+pub fn consume(dir: &Path, broker: &str, topic: &str) -> Vec<Msg> {
+    let mut c = bin(dir, "state");
+    c.args(["consume", "--brokers", broker, "--topic", topic])
+        .args(["--from-beginning", "--until-idle", "3s"]);
+    let out = ok(c);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Msg {
+                partition: v["partition"].as_i64().unwrap(),
+                offset: v["offset"].as_i64().unwrap(),
+                key: v["key"].as_str().map(String::from),
+                timestamp: v["timestamp"].as_i64(),
+                value: v["value"].clone(),
+            }
+        })
+        .collect()
+}
+
+/// Messages by key, the last one of each key winning (what a compacted topic keeps; keyed
+/// de-duplication of at-least-once outputs). Also returns how many messages repeated a key.
+pub fn by_key(msgs: &[Msg]) -> (BTreeMap<String, Msg>, usize) {
+    let mut out = BTreeMap::new();
+    let mut repeats = 0;
+    for m in msgs {
+        let key = m.key.clone().expect("every output message has a key");
+        if out.insert(key, m.clone()).is_some() {
+            repeats += 1;
+        }
+    }
+    (out, repeats)
+}
+
+/// `complaintflow run` from Kafka with `args` (HTTP off; epochs of 2,000 unless `args`
+/// say otherwise), in the background.
+pub fn engine(dir: &Path, state_dir: &str, broker: &str, args: &[&str]) -> Child {
+    let mut c = bin(dir, state_dir);
+    c.args([
+        "run",
+        "--brokers",
+        broker,
+        "--source",
+        "kafka:complaints-input",
+    ])
+    .args(["--http-addr", "off"]);
+    if !args.contains(&"--max-records-per-epoch") {
+        c.args(["--max-records-per-epoch", "2000"]);
+    }
+    c.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a child; returns its stderr; panics when it failed.
+pub fn wait_ok(mut c: Child, what: &str) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    let status = c.wait().unwrap();
+    assert!(status.success(), "{what} failed ({status}):\n{err}");
+    err
+}
+
+/// The newest checkpoint in `<state_dir>/checkpoints` (epoch, total next offsets), if any.
+pub fn latest_checkpoint(state_dir: &Path) -> Option<(u64, i64)> {
+    let dir = state_dir.join("checkpoints");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let last = names.pop()?;
+    let text = std::fs::read_to_string(state_dir.join("checkpoints").join(last)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let total = v["offsets"]["complaints-input"]
+        .as_object()
+        .map(|m| m.values().filter_map(|o| o.as_i64()).sum())
+        .unwrap_or(0);
+    Some((v["epoch"].as_u64()?, total))
+}
+
+/// `--aggregates-out` rows: dimension → key → (count, escalations, mean score to 1e-9).
+pub type Aggregates = BTreeMap<String, BTreeMap<String, (i64, i64, String)>>;
+
+pub fn read_aggregates(path: &Path) -> Aggregates {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut out = Aggregates::new();
+    for (dim, answer) in v.as_object().unwrap() {
+        let rows = out.entry(dim.clone()).or_default();
+        for r in answer["rows"].as_array().unwrap() {
+            rows.insert(
+                r["key"].as_str().unwrap().to_string(),
+                (
+                    r["count"].as_i64().unwrap(),
+                    r["escalations"].as_i64().unwrap(),
+                    format!("{:.9}", r["mean_score"].as_f64().unwrap()),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The newest checkpoint file of `<state_dir>/checkpoints`, parsed.
+pub fn read_latest_checkpoint(state_dir: &Path) -> serde_json::Value {
+    let dir = state_dir.join("checkpoints");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let last = names.pop().expect("a checkpoint");
+    serde_json::from_str(&std::fs::read_to_string(dir.join(last)).unwrap()).unwrap()
+}
