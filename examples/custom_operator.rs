@@ -267,8 +267,8 @@ mod tests {
             }
             input.advance_to(1);
             if index == 1 {
-                input.send(decision("B", 0.03));
-                input.send(decision("B", 0.04));
+                input.send(decision("B", 0.01));
+                input.send(decision("B", 0.02));
             }
             drop(input);
             while worker.step() {}

@@ -129,7 +129,30 @@ pub struct Loaded {
 ///
 /// `explicit` is the `--config` flag; without it `./complaintflow.toml` is read when present.
 pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
-    load_with_env(explicit, flags, Env::prefixed("COMPLAINTFLOW_").split("__"))
+    load_with_env(explicit, flags, config_env("COMPLAINTFLOW_"))
+}
+
+/// `COMPLAINTFLOW_*` variables that are not configuration keys: flags' environment
+/// variables (`--config`, `--brokers`) and those of the scripts and tests.
+const NON_CONFIG_ENV: [&str; 6] = [
+    "config",
+    "brokers",
+    "tools",
+    "cache",
+    "require_kafka",
+    "test_unused_prefix_",
+];
+
+/// The environment layer: `PREFIX*` variables, nested keys split at `__`, minus
+/// [`NON_CONFIG_ENV`]. Any other unknown key is an error that names it.
+fn config_env(prefix: &str) -> Env {
+    Env::prefixed(prefix)
+        .filter(|k| {
+            !NON_CONFIG_ENV
+                .iter()
+                .any(|n| k.as_str().eq_ignore_ascii_case(n))
+        })
+        .split("__")
 }
 
 fn load_with_env(explicit: Option<&Path>, flags: &FlagOverrides, env: Env) -> Result<Loaded> {
@@ -259,6 +282,23 @@ mod tests {
             missing.is_empty(),
             "keys not documented in {DEFAULT_CONFIG_FILE}: {missing:?}"
         );
+    }
+
+    #[test]
+    fn flag_and_script_variables_are_not_config_keys_but_typos_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CFTEST2_REQUIRE_KAFKA", "1");
+            jail.set_env("CFTEST2_TOOLS", "/opt/tools");
+            jail.set_env("CFTEST2_BROKERS", "10.0.0.1:9092");
+            jail.set_env("CFTEST2_HTTP__ADDR", "127.0.0.1:9200");
+            let l = load_with_env(None, &FlagOverrides::default(), config_env("CFTEST2_")).unwrap();
+            assert_eq!(l.config.http.addr, "127.0.0.1:9200");
+            jail.set_env("CFTEST2_HTPP__ADDR", "127.0.0.1:9300");
+            let e =
+                load_with_env(None, &FlagOverrides::default(), config_env("CFTEST2_")).unwrap_err();
+            assert!(format!("{e:#}").contains("htpp"), "{e:#}");
+            Ok(())
+        });
     }
 
     #[test]

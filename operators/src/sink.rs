@@ -17,19 +17,34 @@ use timely::ExchangeData;
 
 /// Writes each record of a stream as one JSON line.
 pub trait SinkJsonl<'s, T: Timestamp, D> {
-    /// Writes records to `path` (created, truncated) on worker 0; `observe` sees each record
-    /// there (metrics, live views), and `on_complete` is called with the new frontier each
+    /// Writes records to `path` (created, truncated) on worker 0; `observe` sees each batch
+    /// of records there before it is written (metrics, live views: take a lock once per
+    /// batch, not once per record), and `on_complete` is called with the new frontier each
     /// time it advances, after the file was flushed.
+    ///
+    /// ```
+    /// use complaintflow_operators::sink::SinkJsonl;
+    /// use timely::dataflow::operators::ToStream;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("cf-sink-doc-{}", std::process::id()));
+    /// let path = dir.join("out.jsonl");
+    /// let p = path.clone();
+    /// timely::example(move |scope| {
+    ///     (1..=3u32).to_stream(scope).sink_jsonl(Some(p), |batch: &[u32]| assert!(!batch.is_empty()), |_| {});
+    /// });
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n2\n3\n");
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// ```
     fn sink_jsonl<F, G>(self, path: Option<PathBuf>, observe: F, on_complete: G)
     where
-        F: FnMut(&D) + 'static,
+        F: FnMut(&[D]) + 'static,
         G: FnMut(&[T]) + 'static;
 }
 
 impl<'s, T: Timestamp, D: ExchangeData + Serialize> SinkJsonl<'s, T, D> for Stream<'s, T, Vec<D>> {
     fn sink_jsonl<F, G>(self, path: Option<PathBuf>, mut observe: F, mut on_complete: G)
     where
-        F: FnMut(&D) + 'static,
+        F: FnMut(&[D]) + 'static,
         G: FnMut(&[T]) + 'static,
     {
         let is_first = self.scope().index() == 0;
@@ -55,8 +70,8 @@ impl<'s, T: Timestamp, D: ExchangeData + Serialize> SinkJsonl<'s, T, D> for Stre
             move |(input, frontier)| {
                 input.for_each_stamp(|_cap, data| {
                     for batch in data {
+                        observe(&batch[..]);
                         for d in batch.drain(..) {
-                            observe(&d);
                             if let Some(w) = writer.as_mut() {
                                 line.clear();
                                 match serde_json::to_writer(&mut line, &d) {

@@ -82,9 +82,55 @@ impl Default for SourcePolicy {
     }
 }
 
-/// A worker's view of its source's progress: the epoch it is emitting at, or `None` once it
-/// is exhausted (or stopped). The engine's worker loop reads it to advance its other inputs.
-pub type SourceEpoch = Rc<Cell<Option<u64>>>;
+/// A worker's view of its source's progress: the epoch it is emitting at and whether it has
+/// finished (exhausted or stopped). The engine's worker loop reads it to advance its other
+/// inputs; once finished, [`last`](Self::last) still tells the last epoch the source
+/// emitted at, so the other inputs can be advanced past it (a source may open several
+/// epochs and finish within one activation).
+///
+/// ```
+/// use complaintflow_operators::source::SourceEpoch;
+/// let e = SourceEpoch::new(3);
+/// e.set(5);
+/// assert_eq!(e.get(), Some(5));
+/// e.finish_at(7);
+/// assert_eq!((e.get(), e.last()), (None, 7));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SourceEpoch(Rc<(Cell<u64>, Cell<bool>)>);
+
+impl SourceEpoch {
+    /// A running source at epoch `first`.
+    pub fn new(first: u64) -> SourceEpoch {
+        SourceEpoch(Rc::new((Cell::new(first), Cell::new(false))))
+    }
+
+    /// The epoch the source emits at, or `None` once it has finished.
+    pub fn get(&self) -> Option<u64> {
+        (!self.0 .1.get()).then(|| self.0 .0.get())
+    }
+
+    /// The epoch it emits at, or the last one it emitted at once finished.
+    pub fn last(&self) -> u64 {
+        self.0 .0.get()
+    }
+
+    /// Whether the source has finished.
+    pub fn is_done(&self) -> bool {
+        self.0 .1.get()
+    }
+
+    /// Records the current epoch (of a running source).
+    pub fn set(&self, epoch: u64) {
+        self.0 .0.set(self.0 .0.get().max(epoch));
+    }
+
+    /// Marks the source finished, its last epoch being `epoch`.
+    pub fn finish_at(&self, epoch: u64) {
+        self.set(epoch);
+        self.0 .1.set(true);
+    }
+}
 
 /// How the records of a file are shared among workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,8 +172,8 @@ where
     I: Iterator<Item = RawInput> + 'static,
     C: Clock + 'static,
 {
-    let epoch_cell: SourceEpoch = Rc::new(Cell::new(Some(0)));
-    let cell = Rc::clone(&epoch_cell);
+    let epoch_cell = SourceEpoch::new(0);
+    let cell = epoch_cell.clone();
     let peers = scope.peers().max(1);
     let mut iter = records(scope.index(), peers);
     let stream = source(scope, "Source", move |cap, info| {
@@ -142,8 +188,8 @@ where
         move |output| {
             let Some(c) = cap.as_mut() else { return };
             if stop.load(Ordering::Relaxed) {
+                cell.finish_at(*c.time());
                 cap = None;
-                cell.set(None);
                 return;
             }
             let now = pacer.now();
@@ -185,11 +231,11 @@ where
             }
             pacer.consumed(emitted as u64);
             if exhausted {
+                cell.finish_at(*c.time());
                 cap = None;
-                cell.set(None);
                 return;
             }
-            cell.set(Some(*c.time()));
+            cell.set(*c.time());
             let to_trigger = interval.saturating_sub(now.saturating_sub(opened.unwrap_or(now)));
             match (emitted < budget || budget == 0, wait) {
                 (_, Some(w)) => activator.activate_after(w.min(to_trigger)),

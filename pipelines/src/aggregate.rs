@@ -34,7 +34,12 @@
 
 use std::cell::RefCell;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// Per-epoch partial sums are keyed by short strings looked up several times per record:
+/// a fast non-cryptographic hasher (the keys are not attacker-chosen in a way that matters
+/// for a per-epoch, per-worker map).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -400,7 +405,9 @@ pub fn aggregate_decisions<'s>(
                             for ((key, tot), t, diff) in batch.drain(..) {
                                 let (_, updates) = match stash.entry(t) {
                                     Entry::Occupied(e) => e.into_mut(),
-                                    Entry::Vacant(v) => v.insert((c.delayed(&t), HashMap::new())),
+                                    Entry::Vacant(v) => {
+                                        v.insert((c.delayed(&t), HashMap::default()))
+                                    }
                                 };
                                 let v = updates.entry(key).or_default();
                                 match v.iter_mut().find(|(x, _)| *x == tot) {
@@ -440,6 +447,9 @@ pub fn aggregate_decisions<'s>(
     // Global worker 0: the live view, stamped as of the last complete epoch, and the ledger.
     let state = Arc::clone(state);
     let ledger = Rc::clone(ledger);
+    // Only global worker 0 owns the view: the other workers' instances of this operator
+    // receive nothing, and must not stamp `as_of` from their own (lagging) frontiers.
+    let owner = changes.scope().index() == 0;
     changes
         .clone()
         .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
@@ -459,7 +469,7 @@ pub fn aggregate_decisions<'s>(
                         }
                     });
                     let f = frontier.frontier().first().copied();
-                    if f == last_frontier {
+                    if f == last_frontier || !owner {
                         return;
                     }
                     last_frontier = f;

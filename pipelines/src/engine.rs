@@ -43,7 +43,6 @@ use complaintflow_datasets::{Complaint, Format, RawRecords, ValidationOptions};
 use complaintflow_models::{DataInfo, Model, Registry, TrainConfig};
 use complaintflow_operators::kafka::CheckpointStore;
 use complaintflow_operators::prelude::*;
-use complaintflow_operators::record::now_ms;
 use complaintflow_operators::source::{file_source, replay_source, SourceEpoch};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -58,6 +57,7 @@ use crate::aggregate::{
     aggregate_decisions, totals_from_json, AggregateChange, AggregateLedger, Seed,
 };
 use crate::checkpoint::{track_positions, CheckpointConfig, Checkpointer, PositionLedger};
+use crate::outputs::sink_predictions;
 use crate::state::{lock, EngineState, ServingModel};
 
 /// Engine configuration. [`EngineConfig::new`] gives the documented defaults.
@@ -969,35 +969,21 @@ fn run_worker(
         let dead = dead.concat(dups);
         let decisions = parsed.score(models).decide(&cfg.decision);
 
-        // Predictions sink: every decision once, on global worker 0; epoch latency = first
-        // ingest of the epoch → the epoch is flushed.
-        let first_ingest: Rc<RefCell<BTreeMap<u64, i64>>> = Rc::new(RefCell::new(BTreeMap::new()));
-        let (fi, fi2) = (Rc::clone(&first_ingest), Rc::clone(&first_ingest));
-        let (s1, s2) = (Arc::clone(state), Arc::clone(state));
-        decisions.clone().probe_with(&probe).sink_jsonl(
+        // Predictions: every worker serializes and summarises its decisions; global worker 0
+        // appends the bytes, merges the summaries and measures each epoch's latency.
+        sink_predictions(
+            decisions.clone().probe_with(&probe),
             cfg.predictions_path.clone(),
-            move |d: &Decision| {
-                s1.observe_decision(d);
-                let mut m = fi.borrow_mut();
-                let e = m.entry(d.epoch).or_insert(d.ingest_ms);
-                *e = (*e).min(d.ingest_ms);
-            },
-            move |frontier: &[u64]| {
-                let done_below = frontier.first().copied().unwrap_or(u64::MAX);
-                let mut m = fi2.borrow_mut();
-                let now = now_ms();
-                let finished: Vec<u64> = m.range(..done_below).map(|(k, _)| *k).collect();
-                for e in finished {
-                    if let Some(t0) = m.remove(&e) {
-                        s2.observe_epoch((now - t0).max(0) as f64 / 1000.0);
-                    }
-                }
-            },
+            state,
         );
         let s3 = Arc::clone(state);
         dead.clone().probe_with(&probe).sink_jsonl(
             cfg.dead_letters_path.clone(),
-            move |d: &DeadLetter| s3.observe_dead_letter(&d.kind),
+            move |batch: &[DeadLetter]| {
+                for d in batch {
+                    s3.observe_dead_letter(&d.kind)
+                }
+            },
             |_| {},
         );
         let seeds = scope.input_from(&mut seed_in);
@@ -1190,9 +1176,9 @@ fn run_worker(
                 }
             }
         }
-        if let Some(e) = src_epoch.get() {
-            last_epoch = e;
-        }
+        // The source's epoch, or its last one once it has finished (it may open several
+        // epochs and finish within one step, unseen by this loop).
+        last_epoch = last_epoch.max(src_epoch.last());
         // Keep the model input at the source's epoch so `score` can release each epoch.
         if let Some(m) = model_in.as_mut() {
             let target = if source_done {

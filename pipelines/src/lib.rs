@@ -17,14 +17,17 @@
 //!
 //! Every output (predictions, dead letters, aggregate changes, counters) is routed to global
 //! worker 0 (process 0, thread 0): one predictions file holds every prediction exactly once
-//! and process 0's [`EngineState`] is complete. Routing costs one exchange of the decisions;
-//! the engine bench measures it.
+//! and process 0's [`EngineState`] is complete. What crosses is already reduced where it
+//! was made: predictions as JSON Lines bytes plus a summary per batch
+//! ([`outputs::DecisionDigest`]), aggregates as per-epoch partial sums; the engine bench
+//! measures the cost.
 #![warn(missing_docs)]
 
 pub mod aggregate;
 pub mod checkpoint;
 pub mod engine;
 pub mod kafka;
+pub mod outputs;
 pub mod state;
 
 pub use checkpoint::CheckpointConfig;

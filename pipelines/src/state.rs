@@ -486,31 +486,33 @@ impl EngineState {
         Some((quantile(&v, 0.5), quantile(&v, 0.99)))
     }
 
-    pub(crate) fn observe_decision(&self, d: &Decision) {
-        self.predictions.fetch_add(1, Ordering::Relaxed);
-        if d.escalate {
-            self.escalations.fetch_add(1, Ordering::Relaxed);
+    /// Merges one worker's digest of a batch of decisions: each lock is taken once per
+    /// batch.
+    pub(crate) fn observe_digest(&self, d: crate::outputs::DecisionDigest) {
+        if d.count == 0 {
+            return;
         }
+        self.predictions.fetch_add(d.count, Ordering::Relaxed);
+        self.escalations.fetch_add(d.escalations, Ordering::Relaxed);
         {
             let mut m = lock(&self.by_model);
-            *m.entry(d.model_version.clone()).or_insert(0) += 1;
-        }
-        {
             let mut h = lock(&self.score_hist);
-            match h.get_mut(&d.model_version) {
-                Some(s) => s.observe(d.score),
-                None => {
-                    let mut s = ScoreStats::default();
-                    s.observe(d.score);
-                    h.insert(d.model_version.clone(), s);
+            for (version, stats) in d.by_model {
+                *m.entry(version.clone()).or_insert(0) += stats.count();
+                let e = h.entry(version).or_default();
+                for (b, n) in e.bins.iter_mut().zip(stats.bins) {
+                    *b += n;
                 }
+                e.sum += stats.sum;
             }
         }
+        let cap = self.recent_capacity.max(1);
+        let newest = &d.recent[d.recent.len().saturating_sub(cap)..];
         let mut r = lock(&self.recent);
-        if r.len() >= self.recent_capacity.max(1) {
+        while r.len() + newest.len() > cap && !r.is_empty() {
             r.pop_front();
         }
-        r.push_back(d.clone());
+        r.extend(newest.iter().cloned());
     }
 
     pub(crate) fn note_model(&self, m: ServingModel) {

@@ -196,11 +196,11 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         )?),
         _ => None,
     };
-    let view = Arc::new(LiveView::new(
-        engine.client(),
-        registry.clone(),
-        source_desc,
-    ));
+    let view = Arc::new(
+        LiveView::new(engine.client(), registry.clone(), source_desc)
+            .with_validation(config.data.clone())
+            .with_train_fraction(config.train.train_fraction),
+    );
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     rt.block_on(async {
         let server = if let Some(listener) = listener {
@@ -212,9 +212,10 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
             None
         };
         let mut interrupted = false;
+        let mut signals = ShutdownSignals::register();
         while !engine.is_finished() {
             tokio::select! {
-                r = shutdown_signal(), if !interrupted => {
+                r = signals.next(), if !interrupted => {
                     interrupted = true;
                     tracing::info!("{r}: finishing the open epoch, flushing outputs, exiting");
                     view.set_status(HealthStatus::Draining, Some(format!("{r} received")));
@@ -513,24 +514,55 @@ fn write_test_split(
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming the signal.
-async fn shutdown_signal() -> &'static str {
+/// SIGINT / SIGTERM listeners, registered once for the whole run: a listener created anew
+/// for every wait would miss a signal delivered between two waits (the handler is installed,
+/// so the default action no longer applies, and the signal would be lost).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "interrupt",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "interrupt"
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Registers the listeners (inside the Tokio runtime).
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let int = signal(SignalKind::interrupt())
+                .map_err(|e| tracing::warn!("cannot listen for SIGINT: {e}"))
+                .ok();
+            let term = signal(SignalKind::terminate())
+                .map_err(|e| tracing::warn!("cannot listen for SIGTERM: {e}"))
+                .ok();
+            ShutdownSignals { int, term }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// The next shutdown signal.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.int) => "interrupt",
+                _ = recv(&mut self.term) => "SIGTERM",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupt"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
+        }
     }
 }

@@ -291,8 +291,8 @@ pub fn kafka_source<'s>(
 ) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch) {
     let index = scope.index();
     let peers = scope.peers().max(1);
-    let epoch_cell: SourceEpoch = Rc::new(std::cell::Cell::new(Some(spec.first_epoch)));
-    let cell = Rc::clone(&epoch_cell);
+    let epoch_cell = SourceEpoch::new(spec.first_epoch);
+    let cell = epoch_cell.clone();
     lock(&handle.inner)
         .epochs
         .insert(index, Some(spec.first_epoch));
@@ -312,6 +312,12 @@ pub fn kafka_source<'s>(
         let sync = worker.sync_activator_for(info.address.to_vec());
         if let Some(r) = reader.as_mut() {
             r.on_nonempty(sync);
+        }
+        // A resumed source starts at the epoch after its checkpoint: records must never be
+        // stamped with an earlier epoch than the one the source reports.
+        let mut cap = cap;
+        if *cap.time() < spec.first_epoch {
+            cap.downgrade(&spec.first_epoch);
         }
         let mut cap = Some(cap);
         let mut cap_epoch = spec.first_epoch;
@@ -337,13 +343,13 @@ pub fn kafka_source<'s>(
             let Some(r) = reader.as_mut() else {
                 finish(None, cap_epoch);
                 cap = None;
-                cell.set(None);
+                cell.finish_at(cap_epoch);
                 return;
             };
             if stop.load(Ordering::Relaxed) {
                 finish(Some(r), cap_epoch);
                 cap = None;
-                cell.set(None);
+                cell.finish_at(cap_epoch);
                 return;
             }
             r.serve_commit(&handle);
@@ -386,10 +392,10 @@ pub fn kafka_source<'s>(
             if r.done() {
                 finish(Some(r), cap_epoch);
                 cap = None;
-                cell.set(None);
+                cell.finish_at(cap_epoch);
                 return;
             }
-            cell.set(Some(cap_epoch));
+            cell.set(cap_epoch);
             lock(&handle.inner).epochs.insert(index, Some(cap_epoch));
             let to_trigger = interval.saturating_sub(now.duration_since(opened));
             if read >= batch {
