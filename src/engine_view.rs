@@ -325,18 +325,6 @@ pub fn compute_profile(
     })
 }
 
-fn dimension(by: Dimension) -> pl::Dimension {
-    match by {
-        Dimension::Product => pl::Dimension::Product,
-        Dimension::State => pl::Dimension::State,
-        Dimension::Company => pl::Dimension::Company,
-        Dimension::Issue => pl::Dimension::Issue,
-        Dimension::Hour => pl::Dimension::Hour,
-        Dimension::Month => pl::Dimension::Month,
-        Dimension::MonthProduct => pl::Dimension::MonthProduct,
-    }
-}
-
 fn non_negative(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -366,7 +354,7 @@ impl EngineView for LiveView {
     }
 
     fn aggregates(&self, by: Dimension, top: Option<usize>) -> AggregateAnswer {
-        let a = self.client.state().aggregates(dimension(by), top);
+        let a = self.client.state().aggregates(by, top);
         AggregateAnswer {
             by,
             as_of: a.as_of,

@@ -15,6 +15,21 @@ use timely::dataflow::Stream;
 use timely::progress::{Antichain, Timestamp};
 use timely::ExchangeData;
 
+/// Creates (truncates) an output file and its directory, buffered; logs and returns `None`
+/// when it cannot (an output that cannot be written never stops the dataflow).
+pub fn create_output(path: &std::path::Path) -> Option<BufWriter<File>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match File::create(path) {
+        Ok(f) => Some(BufWriter::with_capacity(1 << 20, f)),
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot create output file: {e}");
+            None
+        }
+    }
+}
+
 /// Writes each record of a stream as one JSON line.
 pub trait SinkJsonl<'s, T: Timestamp, D> {
     /// Writes records to `path` (created, truncated) on worker 0; `observe` sees each batch
@@ -48,20 +63,11 @@ impl<'s, T: Timestamp, D: ExchangeData + Serialize> SinkJsonl<'s, T, D> for Stre
         G: FnMut(&[T]) + 'static,
     {
         let is_first = self.scope().index() == 0;
-        let mut writer: Option<BufWriter<File>> = None;
-        if is_first {
-            if let Some(p) = &path {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match File::create(p) {
-                    Ok(f) => writer = Some(BufWriter::with_capacity(1 << 20, f)),
-                    Err(e) => {
-                        tracing::error!(path = %p.display(), "cannot create output file: {e}")
-                    }
-                }
-            }
-        }
+        let mut writer = if is_first {
+            path.as_deref().and_then(create_output)
+        } else {
+            None
+        };
         let mut last = Antichain::from_elem(T::minimum());
         let mut line = Vec::with_capacity(1024);
         self.sink(

@@ -11,13 +11,13 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use complaintflow_operators::record::now_ms;
+use complaintflow_operators::sink::create_output;
 use complaintflow_operators::Decision;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -109,18 +109,11 @@ pub(crate) fn sink_predictions<'s>(
             },
         );
     let is_first = digests.scope().index() == 0;
-    let mut writer: Option<BufWriter<File>> = None;
-    if is_first {
-        if let Some(p) = &path {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            match File::create(p) {
-                Ok(f) => writer = Some(BufWriter::with_capacity(1 << 20, f)),
-                Err(e) => tracing::error!(path = %p.display(), "cannot create output file: {e}"),
-            }
-        }
-    }
+    let mut writer = if is_first {
+        path.as_deref().and_then(create_output)
+    } else {
+        None
+    };
     let state = Arc::clone(state);
     let first_ingest: Rc<RefCell<BTreeMap<u64, i64>>> = Rc::default();
     let mut last = Antichain::from_elem(0u64);

@@ -195,17 +195,30 @@ impl ScoreStats {
     }
 }
 
+impl std::fmt::Display for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`Dimension`] (the `by` of a query).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("by={0:?} is not a dimension: use one of product, state, company, issue, hour, month, month_product")]
+pub struct UnknownDimension(pub String);
+
 impl std::str::FromStr for Dimension {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDimension;
+
+    /// ```
+    /// use complaintflow_pipelines::Dimension;
+    /// assert_eq!("state".parse::<Dimension>(), Ok(Dimension::State));
+    /// assert!("colour".parse::<Dimension>().unwrap_err().to_string().contains("by=\"colour\""));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, UnknownDimension> {
         Dimension::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown dimension {s:?}: use product, state, company, issue, hour, month or month_product"
-                )
-            })
+            .ok_or_else(|| UnknownDimension(s.to_string()))
     }
 }
 

@@ -15,8 +15,6 @@
 //! - times are milliseconds since the Unix epoch (`_ms`) or RFC 3339 strings (`_at`).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,72 +62,9 @@ pub trait EngineView: Send + Sync + 'static {
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError>;
 }
 
-/// An aggregate dimension: the `by` of `/api/aggregates`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    /// CFPB product.
-    Product,
-    /// Two-letter state or territory code (`(missing)` when absent).
-    State,
-    /// Company the complaint is about.
-    Company,
-    /// CFPB issue.
-    Issue,
-    /// Hour the decision was made, UTC, `YYYY-MM-DDTHH`.
-    Hour,
-    /// Month the CFPB received the complaint, `YYYY-MM`.
-    Month,
-    /// Month received × product, key `YYYY-MM|product`.
-    MonthProduct,
-}
-
-impl Dimension {
-    /// Every dimension, in the order the API documents them.
-    pub const ALL: [Dimension; 7] = [
-        Dimension::Product,
-        Dimension::State,
-        Dimension::Company,
-        Dimension::Issue,
-        Dimension::Hour,
-        Dimension::Month,
-        Dimension::MonthProduct,
-    ];
-
-    /// The lower-case name used in URLs and JSON (`product`, `state`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dimension::Product => "product",
-            Dimension::State => "state",
-            Dimension::Company => "company",
-            Dimension::Issue => "issue",
-            Dimension::Hour => "hour",
-            Dimension::Month => "month",
-            Dimension::MonthProduct => "month_product",
-        }
-    }
-}
-
-impl fmt::Display for Dimension {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A `by` value that is not a [`Dimension`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("by={0:?} is not a dimension: use one of product, state, company, issue, hour, month, month_product")]
-pub struct UnknownDimension(pub String);
-
-impl FromStr for Dimension {
-    type Err = UnknownDimension;
-    fn from_str(s: &str) -> Result<Self, UnknownDimension> {
-        Dimension::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| UnknownDimension(s.to_string()))
-    }
-}
+/// An aggregate dimension: the `by` of `/api/aggregates` (the engine's own type).
+pub use complaintflow_pipelines::state::UnknownDimension;
+pub use complaintflow_pipelines::Dimension;
 
 /// Lifecycle of the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
