@@ -134,14 +134,7 @@ pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
 
 /// `COMPLAINTFLOW_*` variables that are not configuration keys: flags' environment
 /// variables (`--config`, `--brokers`) and those of the scripts and tests.
-const NON_CONFIG_ENV: [&str; 6] = [
-    "config",
-    "brokers",
-    "tools",
-    "cache",
-    "require_kafka",
-    "test_unused_prefix_",
-];
+const NON_CONFIG_ENV: [&str; 5] = ["config", "brokers", "tools", "cache", "require_kafka"];
 
 /// The environment layer: `PREFIX*` variables, nested keys split at `__`, minus
 /// [`NON_CONFIG_ENV`]. Any other unknown key is an error that names it.

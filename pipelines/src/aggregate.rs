@@ -35,11 +35,6 @@
 use std::cell::RefCell;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-
-/// Per-epoch partial sums are keyed by short strings looked up several times per record:
-/// a fast non-cryptographic hasher (the keys are not attacker-chosen in a way that matters
-/// for a per-epoch, per-worker map).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -57,6 +52,10 @@ use crate::state::{AggregateView, Dimension, EngineState, Totals};
 
 /// `(count, escalations, score sum in millionths)`: the diff of the aggregate collection.
 pub type Sums = (isize, isize, isize);
+
+/// The per-epoch, per-worker maps are keyed by short strings looked up several times per
+/// record: a fast non-cryptographic hasher (foldhash) instead of SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 const MISSING: &str = "(missing)";
 

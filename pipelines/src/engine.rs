@@ -1138,7 +1138,7 @@ fn run_worker(
         probe.with_frontier(|f| {
             completed_below.set(f.first().copied().unwrap_or(u64::MAX));
         });
-        let source_done = src_epoch.get().is_none();
+        let source_done = src_epoch.is_done();
         if leader && source_done {
             state.input_waiting.store(false, Ordering::Relaxed);
         }

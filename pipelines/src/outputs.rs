@@ -9,11 +9,9 @@
 //! worker 0. The file still holds every prediction once, and process 0's
 //! [`EngineState`] stays complete.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use complaintflow_operators::record::now_ms;
@@ -115,7 +113,8 @@ pub(crate) fn sink_predictions<'s>(
         None
     };
     let state = Arc::clone(state);
-    let first_ingest: Rc<RefCell<BTreeMap<u64, i64>>> = Rc::default();
+    // Epoch → earliest ingest time of its decisions, until the epoch is flushed.
+    let mut first_ingest: BTreeMap<u64, i64> = BTreeMap::new();
     let mut last = Antichain::from_elem(0u64);
     digests.sink(
         Exchange::new(|_: &DecisionDigest| 0u64),
@@ -132,10 +131,8 @@ pub(crate) fn sink_predictions<'s>(
                                 tracing::error!("predictions write failed: {e}");
                             }
                         }
-                        let mut m = first_ingest.borrow_mut();
-                        let e = m.entry(t).or_insert(d.first_ingest_ms);
+                        let e = first_ingest.entry(t).or_insert(d.first_ingest_ms);
                         *e = (*e).min(d.first_ingest_ms);
-                        drop(m);
                         state.observe_digest(d);
                     }
                 }
@@ -148,13 +145,10 @@ pub(crate) fn sink_predictions<'s>(
                     }
                 }
                 let done_below = now.elements().first().copied().unwrap_or(u64::MAX);
-                let mut m = first_ingest.borrow_mut();
                 let now_ms = now_ms();
-                let finished: Vec<u64> = m.range(..done_below).map(|(k, _)| *k).collect();
-                for e in finished {
-                    if let Some(t0) = m.remove(&e) {
-                        state.observe_epoch((now_ms - t0).max(0) as f64 / 1000.0);
-                    }
+                let pending = first_ingest.split_off(&done_below);
+                for t0 in std::mem::replace(&mut first_ingest, pending).into_values() {
+                    state.observe_epoch((now_ms - t0).max(0) as f64 / 1000.0);
                 }
                 last = now;
             }

@@ -513,7 +513,6 @@ fn write_test_split(
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming the signal.
 /// SIGINT / SIGTERM listeners, registered once for the whole run: a listener created anew
 /// for every wait would miss a signal delivered between two waits (the handler is installed,
 /// so the default action no longer applies, and the signal would be lost).
@@ -542,7 +541,7 @@ impl ShutdownSignals {
         ShutdownSignals {}
     }
 
-    /// The next shutdown signal.
+    /// Resolves on the next SIGINT (Ctrl-C) or SIGTERM, naming the signal.
     async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
         {

@@ -307,7 +307,7 @@ pub fn kafka_source<'s>(
         }
     };
     let worker = scope.worker();
-    let stream = source(scope, "KafkaSource", move |cap, info| {
+    let stream = source(scope, "KafkaSource", move |mut cap, info| {
         let activator = scope.activator_for(Rc::clone(&info.address));
         let sync = worker.sync_activator_for(info.address.to_vec());
         if let Some(r) = reader.as_mut() {
@@ -315,7 +315,6 @@ pub fn kafka_source<'s>(
         }
         // A resumed source starts at the epoch after its checkpoint: records must never be
         // stamped with an earlier epoch than the one the source reports.
-        let mut cap = cap;
         if *cap.time() < spec.first_epoch {
             cap.downgrade(&spec.first_epoch);
         }
