@@ -134,6 +134,7 @@ enum Stage {
     Dedup,
     Score,
     Decide,
+    Publish,
 }
 
 /// Runs source → … → `stage` → probe on `workers` threads; returns complaints/s.
@@ -150,9 +151,9 @@ fn stage_rate(s: &Setup, workers: usize, stage: Stage) -> f64 {
         let mut models: InputHandle<u64, _> = InputHandle::new();
         let probe = ProbeHandle::new();
         let stop = Arc::new(AtomicBool::new(false));
-        let epoch = worker.dataflow::<u64, _, _>(|scope| {
+        worker.dataflow::<u64, _, _>(|scope| {
             let policy = SourcePolicy::default();
-            let (raw, epoch) = file_source(
+            let raw = file_source(
                 scope,
                 input.clone(),
                 Format::JsonLines,
@@ -164,7 +165,7 @@ fn stage_rate(s: &Setup, workers: usize, stage: Stage) -> f64 {
             let model_stream = scope.input_from(&mut models);
             if stage == Stage::Source {
                 raw.probe_with(&probe);
-                return epoch;
+                return;
             }
             let (parsed, _dead) = raw.parse_complaints(&ValidationOptions::default());
             let parsed = if stage >= Stage::Dedup {
@@ -174,19 +175,25 @@ fn stage_rate(s: &Setup, workers: usize, stage: Stage) -> f64 {
             };
             if stage <= Stage::Dedup {
                 parsed.probe_with(&probe);
-                return epoch;
+                return;
             }
             let predictions = parsed.score(model_stream);
             if stage == Stage::Score {
                 predictions.probe_with(&probe);
-                return epoch;
+                return;
             }
-            predictions.decide(&DecisionRules::default()).sink(
+            let decisions = predictions.decide(&DecisionRules::default());
+            let out = if stage == Stage::Publish {
+                decisions.publish().probe_with(&probe);
+                return;
+            } else {
+                decisions
+            };
+            out.sink(
                 timely::dataflow::channels::pact::Pipeline,
                 "Drop",
                 |(input, _)| input.for_each_stamp(|_, data| data.for_each(|b| b.clear())),
             );
-            epoch
         });
         if worker.index() == 0 {
             models.send(ModelUpdate {
@@ -194,18 +201,9 @@ fn stage_rate(s: &Setup, workers: usize, stage: Stage) -> f64 {
                 role: ModelRole::Production,
             });
         }
-        let mut models = Some(models);
-        loop {
-            let active = worker.step_or_park(Some(Duration::from_millis(1)));
-            match (epoch.get(), models.as_mut()) {
-                (Some(e), Some(m)) if e > *m.time() => m.advance_to(e),
-                (None, Some(_)) => models = None,
-                _ => {}
-            }
-            if models.is_none() && !active {
-                break;
-            }
-        }
+        // The model stream is complete from the start: every epoch may be scored at once.
+        drop(models);
+        while worker.step_or_park(Some(Duration::from_millis(1))) {}
         let _ = &stop.load(Ordering::Relaxed);
     })
     .expect("timely")
@@ -228,6 +226,7 @@ fn bench(c: &mut Criterion) {
             Stage::Dedup,
             Stage::Score,
             Stage::Decide,
+            Stage::Publish,
         ] {
             let rate = stage_rate(&s, workers, stage);
             let per = 1e6 / rate;

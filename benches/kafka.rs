@@ -203,7 +203,10 @@ impl Bench {
         cfg.workers = env_or("CF_KAFKA_WORKERS", 2);
         cfg.policy.max_records_per_epoch = 10_000;
         cfg.policy.trigger_interval = trigger;
-        cfg.sinks = sinks.map(|s| Arc::new(s) as Arc<dyn complaintflow_pipelines::SinkFactory>);
+        cfg.sinks = sinks
+            .map(|s| Arc::new(s) as Arc<dyn complaintflow_pipelines::Sink>)
+            .into_iter()
+            .collect();
         cfg.checkpoints = Some(CheckpointConfig::new(self.state.path().join(tag)));
         cfg
     }

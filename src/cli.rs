@@ -68,9 +68,17 @@ pub enum Command {
 /// `complaintflow run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input: `file:PATH` (any supported format) [default: the bundled real sample].
+    /// Input: `file:PATH` (any supported format), `replay:PATH` (paced by --rate, or
+    /// --resample N copies), `kafka:TOPIC` [default: the bundled real sample].
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+    /// With `--source replay:PATH`: emit this many resampled copies of its complaints (fresh
+    /// synthetic ids, clearly not real records) instead of the file.
+    #[arg(long, value_name = "N")]
+    pub resample: Option<u64>,
+    /// Seed of `--resample`.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
     /// Format of a file source (auto-detected by default).
     #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
     pub input_format: String,
@@ -105,9 +113,13 @@ pub struct RunArgs {
     /// File with one host:port per process (line i = process i) [default: 127.0.0.1:2101+i].
     #[arg(long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
-    /// Epoch length in milliseconds when a rate is set (the original `processingTime`).
+    /// Longest an epoch stays open, ms (a heartbeat: the original `processingTime` trigger).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub trigger_ms: u64,
+    /// An epoch that holds records closes once the source has nothing more to read and it
+    /// has been open this long, ms (while the graph keeps up; under load epochs grow).
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub linger_ms: f64,
     /// Most records per epoch (the original `maxOffsetsPerTrigger`).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_records_per_epoch: usize,
@@ -115,11 +127,12 @@ pub struct RunArgs {
     /// [default: [kafka] brokers]. `scripts/kafka-up.sh` starts a local broker.
     #[arg(long, value_name = "HOST:PORT", env = "COMPLAINTFLOW_BROKERS")]
     pub brokers: Option<String>,
-    /// Where decisions go besides the predictions file: `kafka:TOPIC`, or `none` [default with a Kafka
-    /// source: kafka:complaints-predictions, dead letters to complaints-dlq, aggregate
-    /// changes to complaints-aggregates].
+    /// Where decisions go besides the predictions file (repeatable): `kafka:TOPIC`,
+    /// `jsonl:PATH`, `postgres://…`, or `none` [default with a Kafka source:
+    /// kafka:complaints-predictions, dead letters to complaints-dlq, aggregate changes to
+    /// complaints-aggregates].
     #[arg(long, value_name = "SINK")]
-    pub sink: Option<String>,
+    pub sink: Vec<String>,
     /// Extra librdkafka property KEY=VALUE for the engine's Kafka clients (repeatable), e.g.
     /// `--kafka-opt fetch.wait.max.ms=20`.
     #[arg(long = "kafka-opt", value_name = "KEY=VALUE", value_parser = crate::cmd::kafka::parse_kv)]

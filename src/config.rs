@@ -34,9 +34,9 @@ pub struct Config {
     /// Kafka client settings (`run --source kafka:…`, `produce`, `consume`).
     pub kafka: complaintflow_operators::kafka::KafkaConfig,
     /// The dashboard served by `run`.
-    pub dashboard: complaintflow::http::DashboardConfig,
+    pub dashboard: crate::http::DashboardConfig,
     /// Alert rules evaluated inside `run`.
-    pub alerts: complaintflow::http::AlertsConfig,
+    pub alerts: crate::http::AlertsConfig,
 }
 
 impl Config {
@@ -56,8 +56,8 @@ impl Default for Config {
             train: complaintflow_models::TrainConfig::default(),
             decision: complaintflow_operators::DecisionRules::default(),
             kafka: complaintflow_operators::kafka::KafkaConfig::default(),
-            dashboard: complaintflow::http::DashboardConfig::default(),
-            alerts: complaintflow::http::AlertsConfig::default(),
+            dashboard: crate::http::DashboardConfig::default(),
+            alerts: crate::http::AlertsConfig::default(),
         }
     }
 }
@@ -211,7 +211,7 @@ pub fn validate(config: &Config) -> Result<()> {
     if config.data.max_record_bytes == 0 || config.data.max_narrative_bytes == 0 {
         bail!("data.max_record_bytes and data.max_narrative_bytes must be positive");
     }
-    complaintflow::http::HttpUiConfig {
+    crate::http::HttpUiConfig {
         dashboard: config.dashboard.clone(),
         alerts: config.alerts.clone(),
     }

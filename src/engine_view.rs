@@ -377,7 +377,7 @@ impl EngineView for LiveView {
             .state()
             .recent(limit)
             .iter()
-            .filter_map(|d| serde_json::to_value(d).ok())
+            .filter_map(|d| serde_json::from_slice(&d.json).ok())
             .collect()
     }
 

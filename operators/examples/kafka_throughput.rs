@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..SourcePolicy::default()
             };
             let probe = worker.dataflow::<u64, _, _>(|scope| {
-                let (s, _) = kafka_source(scope, &cfg2, spec, h2.clone());
+                let s = kafka_source(scope, &cfg2, spec, h2.clone());
                 s.probe().0
             });
             while !probe.done() {

@@ -14,12 +14,23 @@
 //!
 //! | module | what |
 //! |---|---|
+//! One operator per module, each an extension trait with a runnable example (as in timely's
+//! `dataflow/operators/core/`):
+//!
+//! | module | what |
+//! |---|---|
 //! | [`record`] | the records between operators: [`RawInput`], [`Parsed`], [`Prediction`], [`DeadLetter`] |
-//! | [`parse`] | [`ParseComplaints`], [`DedupById`] |
-//! | [`score`] | [`Score`] with [`ModelUpdate`] / [`ModelRole`], [`Featurize`] |
-//! | [`decision`] | [`DecisionRules`], [`decide`](decision::decide), [`Decide`], the [`Decision`] output contract |
-//! | [`rate`] | [`RateLimit`], [`Pacer`](rate::Pacer) |
-//! | [`source`] | [`file_source`], [`replay_source`], [`iter_source`] with [`SourcePolicy`] |
+//! | [`parse`] | [`ParseComplaints`]: bytes → complaints, typed dead letters |
+//! | [`dedup`] | [`DedupById`]: repeated ids → dead letters with the original bytes |
+//! | [`featurize`] | [`Featurize`]: complaints → sparse features |
+//! | [`score`] | [`Score`] with [`ModelUpdate`] / [`ModelRole`]: model stream, A/B split |
+//! | [`rules`] | [`DecisionRules`], [`CompiledRules`], [`decide`](rules::decide), the [`Decision`] output contract |
+//! | [`decide`] | [`Decide`]: predictions → decisions |
+//! | [`publish`] | [`Publish`]: decisions → [`SharedDecision`]s, serialized once for every sink |
+//! | [`rate_limit`] | [`RateLimit`], [`Pacer`](rate_limit::Pacer) |
+//! | [`tap`] | [`Tap`]: pass-through with a per-batch summary (counting, positions) |
+//! | [`stash`] | [`Stash`]: per-epoch state until a frontier passes (used by every holding operator) |
+//! | [`source`] | [`file_source`], [`replay_source`], [`iter_source`], [`EpochCutter`] with [`SourcePolicy`] |
 //! | [`sink`] | [`SinkJsonl`] |
 //!
 //! A full chain on a real sample (with a small real model):
@@ -35,7 +46,7 @@
 //! let (decisions, dead) = timely::example(move |scope| {
 //!     let (mut models, model_stream) = scope.new_input::<Vec<ModelUpdate>>();
 //!     models.send(ModelUpdate { model, role: ModelRole::Production });
-//!     let (raw, _epoch) = file_source(scope, complaintflow_datasets::bundled_sample_path(), Format::Auto,
+//!     let raw = file_source(scope, complaintflow_datasets::bundled_sample_path(), Format::Auto,
 //!         1 << 20, SourcePolicy::default(), SystemClock::default(),
 //!         Arc::new(AtomicBool::new(false)));
 //!     let (parsed, dead) = raw.parse_complaints(&ValidationOptions::default());
@@ -48,40 +59,61 @@
 //! assert_eq!(n + d, 4303); // every record of the sample is decided or dead-lettered
 //! ```
 //!
-//! See `examples/custom_operator.rs` for adding your own operator to the chain.
+//! See `operators/examples/custom_operator.rs` for adding your own operator to the graph
+//! that `complaintflow run` builds.
 //!
 //! [`Stream`]: timely::dataflow::Stream
 #![warn(missing_docs)]
 
-pub mod decision;
+pub mod decide;
+pub mod dedup;
+pub mod featurize;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod parse;
-pub mod rate;
+pub mod publish;
+pub mod rate_limit;
 pub mod record;
+pub mod rules;
 pub mod score;
 pub mod sink;
 pub mod source;
+pub mod stash;
+pub mod tap;
 
-pub use decision::{AsEpoch, CompiledRules, Decide, Decision, DecisionRules, InvalidRules};
-pub use parse::{DedupById, ParseComplaints};
-pub use rate::RateLimit;
+pub use decide::{AsEpoch, Decide};
+pub use dedup::DedupById;
+pub use featurize::{Features, Featurize};
+pub use parse::ParseComplaints;
+pub use publish::{Publish, Published, SharedDecision};
+pub use rate_limit::RateLimit;
 pub use record::{DeadLetter, Origin, Parsed, Prediction, RawInput};
-pub use score::{Features, Featurize, ModelRole, ModelUpdate, Score};
+pub use rules::{CompiledRules, Decision, DecisionRules, InvalidRules};
+pub use score::{ModelRole, ModelUpdate, Score};
 pub use sink::SinkJsonl;
 pub use source::{
-    file_source, iter_source, replay_source, FileSplit, ReplaySpec, SourceEpoch, SourcePolicy,
+    file_source, iter_source, replay_source, EpochCutter, FileSplit, ReplaySpec, SourceControl,
+    SourcePolicy,
 };
+pub use stash::Stash;
+pub use tap::Tap;
 
 /// Everything needed to write a complaint dataflow: `use complaintflow_operators::prelude::*;`.
 pub mod prelude {
-    pub use crate::decision::{AsEpoch, Decide, Decision, DecisionRules};
-    pub use crate::parse::{DedupById, ParseComplaints};
-    pub use crate::rate::RateLimit;
+    pub use crate::decide::{AsEpoch, Decide};
+    pub use crate::dedup::DedupById;
+    pub use crate::featurize::{Features, Featurize};
+    pub use crate::parse::ParseComplaints;
+    pub use crate::publish::{Publish, Published, SharedDecision};
+    pub use crate::rate_limit::RateLimit;
     pub use crate::record::{DeadLetter, Origin, Parsed, Prediction, RawInput};
-    pub use crate::score::{Features, Featurize, ModelRole, ModelUpdate, Score};
+    pub use crate::rules::{Decision, DecisionRules};
+    pub use crate::score::{ModelRole, ModelUpdate, Score};
     pub use crate::sink::SinkJsonl;
     pub use crate::source::{
-        file_source, iter_source, replay_source, FileSplit, ReplaySpec, SourcePolicy,
+        file_source, iter_source, replay_source, FileSplit, ReplaySpec, SourceControl,
+        SourcePolicy,
     };
+    pub use crate::stash::Stash;
+    pub use crate::tap::Tap;
 }

@@ -1,5 +1,7 @@
-//! `parse_complaints` (bytes → complaints, errors → dead letters) and `dedup_by_id`
-//! (repeated complaint ids → dead letters `duplicate_id`).
+//! `parse_complaints`: bytes → complaints, errors → dead letters with their typed kind.
+//!
+//! Data-parallel, one pass: the record's bytes are parsed in place and then *moved* into the
+//! [`Parsed`] record (for `dedup_by_id`'s dead letters), never copied.
 //!
 //! ```
 //! use complaintflow_operators::prelude::*;
@@ -26,18 +28,9 @@
 //! assert_eq!(kinds, ["duplicate_id", "malformed_json"]);
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
-
-use complaintflow_datasets::split::fmix64;
-use complaintflow_datasets::{parse_json_record, ErrorKind, ValidationOptions};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use complaintflow_datasets::{parse_json_record, ValidationOptions};
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::OutputBuilder;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::record::{DeadLetter, Parsed, RawInput};
@@ -64,6 +57,7 @@ pub fn parse_raw(raw: RawInput, opts: &ValidationOptions) -> Result<Parsed, Dead
             complaint,
             origin: raw.origin,
             ingest_ms: raw.ingest_ms,
+            raw: raw.bytes,
         }),
         // The dead letter carries kind, origin and id as fields: the message is the reason.
         Err(e) => Err(DeadLetter::from_raw(
@@ -94,92 +88,5 @@ impl<'s, T: Timestamp> ParseComplaints<'s, T> for Stream<'s, T, Vec<RawInput>> {
         let opts = opts.clone();
         #[allow(clippy::result_large_err)]
         self.ok_err(move |raw: RawInput| parse_raw(raw, &opts))
-    }
-}
-
-/// `dedup_by_id`: the second and later complaints with the same id become dead letters.
-pub trait DedupById<'s, T: Timestamp + TotalOrder> {
-    /// Exchanges complaints by (a hash of) their id, holds each epoch until it is complete,
-    /// and within it keeps the occurrence with the smallest [`Origin`](crate::record::Origin)
-    /// — so the result does not depend on the number of workers. Later occurrences (in this
-    /// epoch or any later one) become [`DeadLetter`]s of kind `duplicate_id`.
-    ///
-    /// Memory: one `u64` per distinct id seen (≈ 16 MB per million ids, spread over workers).
-    /// See the [module example](self).
-    fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>);
-}
-
-impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parsed>> {
-    fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
-        let mut builder = OperatorBuilder::new("DedupById".to_owned(), self.scope());
-        let mut input = builder.new_input(
-            self,
-            Exchange::new(|p: &Parsed| fmix64(p.complaint.complaint_id.0)),
-        );
-        let (ok_out, ok_stream) = builder.new_output::<Vec<Parsed>>();
-        let (dup_out, dup_stream) = builder.new_output::<Vec<DeadLetter>>();
-        let mut ok_out = OutputBuilder::<T, CapacityContainerBuilder<Vec<Parsed>>>::from(ok_out);
-        let mut dup_out =
-            OutputBuilder::<T, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dup_out);
-        builder.build(move |_caps| {
-            let mut seen: HashSet<u64> = HashSet::new();
-            let mut stash: BTreeMap<T, (Vec<Capability<T>>, Vec<Parsed>)> = BTreeMap::new();
-            move |frontiers| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(t) = cap.least().cloned() else {
-                        return;
-                    };
-                    let entry = stash.entry(t).or_insert_with(|| {
-                        let caps = [cap.retain_least(0), cap.retain_least(1)];
-                        (caps.into_iter().flatten().collect(), Vec::new())
-                    });
-                    for batch in data {
-                        entry.1.append(batch);
-                    }
-                });
-                let Some(frontier) = frontiers.first() else {
-                    return;
-                };
-                let mut ok = ok_out.activate();
-                let mut dup = dup_out.activate();
-                while let Some(entry) = stash.first_entry() {
-                    if frontier.frontier().less_equal(entry.key()) {
-                        break;
-                    }
-                    let (caps, mut recs) = entry.remove();
-                    let (Some(c0), Some(c1)) = (caps.first(), caps.get(1)) else {
-                        continue;
-                    };
-                    recs.sort_by(|a, b| a.origin.cmp(&b.origin));
-                    let mut ok_session = ok.session(c0);
-                    let mut dup_session = dup.session(c1);
-                    for p in recs {
-                        let id = p.complaint.complaint_id.0;
-                        if seen.insert(id) {
-                            ok_session.give(p);
-                        } else {
-                            let bytes = serde_json::to_vec(&p.complaint).unwrap_or_default();
-                            let raw = RawInput {
-                                bytes,
-                                origin: p.origin,
-                                ingest_ms: p.ingest_ms,
-                                framing_error: None,
-                            };
-                            dup_session.give(DeadLetter::from_raw(
-                                &raw,
-                                ErrorKind::DuplicateId.as_str(),
-                                format!(
-                                    "complaint_id {id} was already seen earlier in the stream; \
-                                     this copy at {}#{} is not scored",
-                                    raw.origin.source, raw.origin.offset
-                                ),
-                                Some(id.to_string()),
-                            ));
-                        }
-                    }
-                }
-            }
-        });
-        (ok_stream, dup_stream)
     }
 }

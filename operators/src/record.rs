@@ -13,6 +13,8 @@
 //! assert_eq!(dead.raw, "{oops");
 //! ```
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The most bytes of an input record kept in its dead letter.
@@ -21,8 +23,9 @@ pub const DEAD_LETTER_RAW_BYTES: usize = 4096;
 /// Where a raw record came from: enough to find it again and to checkpoint past it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {
-    /// Source name: a file path, `replay`, or a Kafka topic.
-    pub source: String,
+    /// Source name: a file path, `replay`, or a Kafka topic. Shared: every record of a source
+    /// points at the same string.
+    pub source: Arc<str>,
     /// Kafka partition (0 for files and replays).
     pub partition: i32,
     /// Kafka offset; for files the byte offset of the record's line (JSON Lines, split by
@@ -38,7 +41,7 @@ impl Origin {
     /// let o = complaintflow_operators::record::Origin::file("a.json", 3);
     /// assert_eq!((o.source.as_str(), o.partition, o.offset), ("a.json", 0, 3));
     /// ```
-    pub fn file(path: impl Into<String>, offset: i64) -> Origin {
+    pub fn file(path: impl Into<Arc<str>>, offset: i64) -> Origin {
         Origin {
             source: path.into(),
             partition: 0,
@@ -109,6 +112,32 @@ pub struct Parsed {
     pub origin: Origin,
     /// When it entered the system (ms since the Unix epoch).
     pub ingest_ms: i64,
+    /// The record's original bytes, moved (not copied) from its [`RawInput`] by
+    /// `parse_complaints` and kept until `dedup_by_id`, so that a duplicate's dead letter holds
+    /// what was read. Not sent between processes (`serde(skip)`): a duplicate found in another
+    /// process gets the complaint re-serialized instead. Empty after `dedup_by_id`.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+impl Parsed {
+    /// A parsed complaint without its original bytes.
+    ///
+    /// ```
+    /// # use complaintflow_operators::record::{Origin, Parsed};
+    /// # use complaintflow_datasets::{Complaint, ComplaintId};
+    /// let c = Complaint::new(ComplaintId(5), chrono::NaiveDate::from_ymd_opt(2021, 3, 1).unwrap());
+    /// let p = Parsed::new(c, Origin::file("x", 0), 7);
+    /// assert!(p.raw.is_empty() && p.ingest_ms == 7);
+    /// ```
+    pub fn new(complaint: complaintflow_datasets::Complaint, origin: Origin, ingest_ms: i64) -> Parsed {
+        Parsed {
+            complaint,
+            origin,
+            ingest_ms,
+            raw: Vec::new(),
+        }
+    }
 }
 
 /// A scored complaint: the model's probability of a successful resolution.
@@ -120,8 +149,8 @@ pub struct Prediction {
     pub score: f64,
     /// `score` ≥ the model's decision threshold: the model predicts a successful resolution.
     pub predicted_success: bool,
-    /// The registry version of the model that scored it.
-    pub model_version: String,
+    /// The registry version of the model that scored it (shared by all its predictions).
+    pub model_version: Arc<str>,
 }
 
 impl Prediction {
@@ -131,7 +160,7 @@ impl Prediction {
     /// # use complaintflow_operators::record::*;
     /// # use complaintflow_datasets::{Complaint, ComplaintId};
     /// let c = Complaint::new(ComplaintId(5), chrono::NaiveDate::from_ymd_opt(2021, 3, 1).unwrap());
-    /// let p = Prediction { parsed: Parsed { complaint: c, origin: Origin::file("x", 0), ingest_ms: 0 },
+    /// let p = Prediction { parsed: Parsed::new(c, Origin::file("x", 0), 0),
     ///                      score: 0.3, predicted_success: false, model_version: "v1".into() };
     /// assert_eq!(p.complaint_id(), 5);
     /// ```
@@ -186,13 +215,24 @@ impl DeadLetter {
         message: String,
         complaint_id: Option<String>,
     ) -> DeadLetter {
-        let end = raw.bytes.len().min(DEAD_LETTER_RAW_BYTES);
+        DeadLetter::from_bytes(&raw.bytes, raw.origin.clone(), kind, message, complaint_id)
+    }
+
+    /// A dead letter for the record `bytes` read at `origin`.
+    pub fn from_bytes(
+        bytes: &[u8],
+        origin: Origin,
+        kind: &str,
+        message: String,
+        complaint_id: Option<String>,
+    ) -> DeadLetter {
+        let end = bytes.len().min(DEAD_LETTER_RAW_BYTES);
         DeadLetter {
             kind: kind.to_string(),
             message,
             complaint_id,
-            origin: raw.origin.clone(),
-            raw: String::from_utf8_lossy(raw.bytes.get(..end).unwrap_or_default()).into_owned(),
+            origin,
+            raw: String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned(),
         }
     }
 }

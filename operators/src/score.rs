@@ -1,4 +1,4 @@
-//! `score` (complaints + a broadcast stream of model versions → predictions) and `featurize`.
+//! `score`: complaints + a broadcast stream of model versions → predictions.
 //!
 //! Models travel as data: a [`ModelUpdate`] sent into the model stream at time `t` applies to
 //! every complaint of epoch `t` and later (until a newer production model). `score` is a
@@ -35,26 +35,25 @@
 //! });
 //! let mut by_version: Vec<(u64, String)> = captured.try_iter()
 //!     .flat_map(|e| match e { Event::Messages(_, v) => v, _ => Vec::new() })
-//!     .map(|p| (p.complaint_id(), p.model_version)).collect();
+//!     .map(|p| (p.complaint_id(), p.model_version.to_string())).collect();
 //! by_version.sort();
 //! assert_eq!(by_version, [(1, "v1".to_string()), (2, "v2".to_string())]);
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use complaintflow_datasets::split::hash_unit;
-use complaintflow_models::{FittedPipeline, Model, SparseFeatures};
+use complaintflow_models::{Model, SparseFeatures};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::record::{Parsed, Prediction};
+use crate::stash::Stash;
 
 /// How a model version takes part in scoring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,23 +97,25 @@ pub fn ab_bucket(id: complaintflow_datasets::ComplaintId) -> f64 {
 struct Live<T> {
     time: T,
     model: Arc<Model>,
+    /// The version, shared by every prediction the model makes.
+    version: Arc<str>,
     role: ModelRole,
 }
 
-type Pick<'a> = (Option<&'a Arc<Model>>, Option<(&'a Arc<Model>, f64)>);
+type Pick<'a, T> = (Option<&'a Live<T>>, Option<(&'a Live<T>, f64)>);
 
 /// (production, candidate) for time `t`: the newest production model with time ≤ t, and the
 /// newest candidate at or after it.
-fn models_at<'a, T: Timestamp + TotalOrder>(live: &'a [Live<T>], t: &T) -> Pick<'a> {
+fn models_at<'a, T: Timestamp + TotalOrder>(live: &'a [Live<T>], t: &T) -> Pick<'a, T> {
     let mut prod = None;
     let mut cand = None;
     for m in live.iter().filter(|m| m.time <= *t) {
         match m.role {
             ModelRole::Production => {
-                prod = Some(&m.model);
+                prod = Some(m);
                 cand = None;
             }
-            ModelRole::Candidate { fraction } => cand = Some((&m.model, fraction)),
+            ModelRole::Candidate { fraction } => cand = Some((m, fraction)),
         }
     }
     (prod, cand)
@@ -136,7 +137,7 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
     fn score(self, models: Stream<'s, T, Vec<ModelUpdate>>) -> Stream<'s, T, Vec<Prediction>> {
         let models = models.broadcast();
         self.binary_frontier(models, Pipeline, Pipeline, "Score", move |_cap, _info| {
-            let mut stash: BTreeMap<T, (Capability<T>, Vec<Parsed>)> = BTreeMap::new();
+            let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0]);
             let mut live: Vec<Live<T>> = Vec::new();
             let mut buf = SparseFeatures::new();
             let mut warned_no_model = false;
@@ -148,6 +149,7 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                             tracing::info!(version = %u.model.version, role = ?u.role, time = ?time, "score: model version received");
                             live.push(Live {
                                 time: time.clone(),
+                                version: Arc::from(u.model.version.as_str()),
                                 model: Arc::new(u.model),
                                 role: u.role,
                             });
@@ -156,49 +158,48 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                 });
                 live.sort_by(|a, b| a.time.cmp(&b.time));
                 complaints.for_each_stamp(|cap, data| {
-                    let Some(t) = cap.least().cloned() else { return };
-                    if !stash.contains_key(&t) {
-                        let Some(c) = cap.retain_least(0) else { return };
-                        stash.insert(t.clone(), (c, Vec::new()));
-                    }
-                    if let Some((_, recs)) = stash.get_mut(&t) {
+                    if let Some(recs) = stash.at(&cap) {
                         for batch in data {
                             recs.append(batch);
                         }
                     }
                 });
-                while let Some(entry) = stash.first_entry() {
-                    if model_frontier.less_equal(entry.key()) {
-                        break; // a model for this epoch may still arrive
+                loop {
+                    // The earliest epoch waits until no model for it can still arrive, and
+                    // until a production model exists.
+                    let Some(t) = stash.first().cloned() else { break };
+                    if model_frontier.less_equal(&t) {
+                        break;
                     }
-                    let (prod, cand) = models_at(&live, entry.key());
+                    let (prod, cand) = models_at(&live, &t);
                     let Some(prod) = prod else {
                         if !warned_no_model {
-                            tracing::error!(time = ?entry.key(), "score: no production model yet; complaints are held");
+                            tracing::error!(time = ?t, "score: no production model yet; complaints are held");
                             warned_no_model = true;
                         }
                         break;
                     };
-                    let (cap, recs) = entry.remove();
-                    let mut session = output.session(&cap);
+                    let Some((_, caps, recs)) = stash.pop_complete(model_frontier.frontier()) else { break };
+                    let Some(cap) = caps.first() else { continue };
+                    let mut session = output.session(cap);
                     for p in recs {
                         let m = match cand {
                             Some((c, f)) if ab_bucket(p.complaint.complaint_id) < f => c,
                             _ => prod,
                         };
-                        let score = m.score(&p.complaint, &mut buf);
+                        let score = m.model.score(&p.complaint, &mut buf);
                         session.give(Prediction {
                             parsed: p,
                             score,
-                            predicted_success: m.predict(score),
-                            model_version: m.version.clone(),
+                            predicted_success: m.model.predict(score),
+                            model_version: Arc::clone(&m.version),
                         });
                     }
                 }
                 // Forget models that no pending or future complaint can use: everything before
                 // the newest production model at or below the lowest time still possible.
                 let lowest = [
-                    stash.keys().next().cloned(),
+                    stash.first().cloned(),
                     complaint_frontier.frontier().first().cloned(),
                     model_frontier.frontier().first().cloned(),
                 ]
@@ -213,53 +214,6 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                         live.drain(..i);
                     }
                 }
-            }
-        })
-    }
-}
-
-/// A complaint's feature vector (for user operators; `score` featurizes internally with each
-/// model's own pipeline, so that a model swap also swaps the pipeline).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Features {
-    /// The complaint id.
-    pub complaint_id: u64,
-    /// Sorted feature indices.
-    pub indices: Vec<u32>,
-    /// Values, aligned with `indices`.
-    pub values: Vec<f32>,
-}
-
-/// `featurize`: complaints → sparse feature vectors with one fitted pipeline.
-pub trait Featurize<'s, T: Timestamp> {
-    /// Transforms each complaint with `pipeline` (the same code as batch training).
-    ///
-    /// ```
-    /// use complaintflow_operators::prelude::*;
-    /// use complaintflow_operators::record::Origin;
-    /// use complaintflow_datasets::ValidationOptions;
-    /// use complaintflow_models::Model;
-    /// use timely::dataflow::operators::{ToStream, Inspect};
-    /// let model: Model = serde_json::from_str(include_str!("../tests/fixtures/tiny-model.json")).unwrap();
-    /// timely::example(move |scope| {
-    ///     let raw = vec![RawInput::new(br#"{"complaint_id":"3","date_received":"2020-01-02"}"#.to_vec(), Origin::file("x", 0))];
-    ///     let (parsed, _) = raw.to_stream(scope).container::<Vec<_>>().parse_complaints(&ValidationOptions::default());
-    ///     parsed.featurize(&model.pipeline).inspect(|f| assert_eq!(f.complaint_id, 3));
-    /// });
-    /// ```
-    fn featurize(self, pipeline: &FittedPipeline) -> Stream<'s, T, Vec<Features>>;
-}
-
-impl<'s, T: Timestamp> Featurize<'s, T> for Stream<'s, T, Vec<Parsed>> {
-    fn featurize(self, pipeline: &FittedPipeline) -> Stream<'s, T, Vec<Features>> {
-        let p = pipeline.clone();
-        let mut buf = SparseFeatures::new();
-        self.map(move |x: Parsed| {
-            p.transform(&x.complaint, &mut buf);
-            Features {
-                complaint_id: x.complaint.complaint_id.0,
-                indices: buf.indices().to_vec(),
-                values: buf.values().to_vec(),
             }
         })
     }

@@ -28,7 +28,7 @@
 //! let policy = SourcePolicy { max_records_per_epoch: 2, ..SourcePolicy::default() };
 //! let p = path.clone();
 //! let out = timely::example(move |scope| {
-//!     let (stream, _epoch) = file_source(scope, p, Format::Auto, 1 << 20, policy,
+//!     let stream = file_source(scope, p, Format::Auto, 1 << 20, policy,
 //!                                        SystemClock::default(), Arc::new(AtomicBool::new(false)));
 //!     stream.capture()
 //! });
@@ -36,11 +36,9 @@
 //! assert_eq!(epochs, [(0, 2), (1, 1)]);
 //! ```
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +47,9 @@ use complaintflow_datasets::reader::READ_BUFFER_BYTES;
 use complaintflow_datasets::replay::{Clock, Resampler, RESAMPLED_ID_BASE};
 use complaintflow_datasets::{read_path, ComplaintId, Format, RawRecords, ValidationOptions};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
 
-use crate::rate::Pacer;
+use crate::rate_limit::Pacer;
 use crate::record::{Origin, RawInput};
 
 /// How a source cuts its input into epochs and paces it.
@@ -60,8 +58,15 @@ pub struct SourcePolicy {
     /// At most this many records per epoch, over all workers (each worker takes an equal
     /// share). Default 10,000.
     pub max_records_per_epoch: usize,
-    /// A new epoch starts at the latest this long after the previous one. Default 1 s.
+    /// An epoch closes at the latest this long after it opened (a heartbeat, also when no
+    /// record arrives). Default 1 s.
     pub trigger_interval: Duration,
+    /// An epoch that holds records closes as soon as the source has nothing more to read
+    /// and it has been open this long (see [`EpochCutter`]). Default 5 ms.
+    pub linger: Duration,
+    /// Early closing (on idle) happens only while fewer epochs than this are incomplete in
+    /// the graph; beyond, epochs grow. Default 2.
+    pub max_in_flight: u64,
     /// Records per second over all workers; `None` (default) = as fast as possible.
     pub rate: Option<f64>,
     /// Records read per activation (bounds how long a source holds its worker). Default 1,024.
@@ -75,6 +80,8 @@ impl Default for SourcePolicy {
         SourcePolicy {
             max_records_per_epoch: 10_000,
             trigger_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(5),
+            max_in_flight: 2,
             rate: None,
             batch: 1_024,
             split: FileSplit::Auto,
@@ -82,53 +89,129 @@ impl Default for SourcePolicy {
     }
 }
 
-/// A worker's view of its source's progress: the epoch it is emitting at and whether it has
-/// finished (exhausted or stopped). The engine's worker loop reads it to advance its other
-/// inputs; once finished, [`last`](Self::last) still tells the last epoch the source
-/// emitted at, so the other inputs can be advanced past it (a source may open several
-/// epochs and finish within one activation).
+/// What a source is told from outside: when to stop, and (optionally) how far the rest of the
+/// graph has got, so that it can grow its epochs when the graph falls behind.
+#[derive(Clone, Debug, Default)]
+pub struct SourceControl {
+    /// Set to stop: the source emits what it has read, closes its epoch and drops its
+    /// capability at its next activation.
+    pub stop: Arc<AtomicBool>,
+    /// The engine's completion probe: epochs before its frontier are complete everywhere.
+    /// With it, a source closes an epoch early (on idle, after the linger time) only while
+    /// fewer than [`SourcePolicy::max_in_flight`] epochs are incomplete.
+    pub progress: Option<ProbeHandle<u64>>,
+}
+
+impl From<Arc<AtomicBool>> for SourceControl {
+    fn from(stop: Arc<AtomicBool>) -> SourceControl {
+        SourceControl {
+            stop,
+            progress: None,
+        }
+    }
+}
+
+impl SourceControl {
+    /// Whether the source must stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Epochs from the completion frontier up to `current` (0 without a probe).
+    pub fn in_flight(&self, current: u64) -> u64 {
+        self.progress.as_ref().map_or(0, |p| {
+            p.with_frontier(|f| f.first().map_or(0, |done| current.saturating_sub(*done)))
+        })
+    }
+}
+
+/// When a source closes its epoch: the one policy of every source (file, replay, Kafka).
+///
+/// An epoch closes when
+/// 1. it holds this worker's share of `max_records_per_epoch` (throughput: a backlog runs in
+///    large epochs), or
+/// 2. it has been open `trigger_interval` (a heartbeat, also with no record), or
+/// 3. the source has nothing more to read right now, the epoch holds a record, it has been
+///    open at least `linger`, and fewer than `max_in_flight` epochs are incomplete
+///    (latency: light traffic is decided within milliseconds; a graph that falls behind
+///    gets larger epochs, like Flink's buffer timeout).
 ///
 /// ```
-/// use complaintflow_operators::source::SourceEpoch;
-/// let e = SourceEpoch::new(3);
-/// e.set(5);
-/// assert_eq!(e.get(), Some(5));
-/// e.finish_at(7);
-/// assert_eq!((e.get(), e.last()), (None, 7));
+/// use std::time::Duration;
+/// use complaintflow_operators::source::{EpochCutter, SourcePolicy};
+/// let policy = SourcePolicy { max_records_per_epoch: 3, linger: Duration::from_millis(5), ..SourcePolicy::default() };
+/// let mut cut = EpochCutter::new(&policy, 1, Duration::ZERO);
+/// assert!(!cut.full());
+/// cut.record(); cut.record(); cut.record();
+/// assert!(cut.full());
+/// cut.closed(Duration::from_millis(1));
+/// cut.record();
+/// assert!(!cut.should_close(Duration::from_millis(3), true, 0)); // lingering
+/// assert!(cut.should_close(Duration::from_millis(6), true, 0));  // idle after the linger time
+/// assert!(!cut.should_close(Duration::from_millis(6), true, 9)); // the graph is behind: grow
+/// assert!(!cut.should_close(Duration::from_millis(6), false, 0)); // more is ready: keep going
 /// ```
-#[derive(Clone, Debug, Default)]
-pub struct SourceEpoch(Rc<(Cell<u64>, Cell<bool>)>);
+#[derive(Clone, Debug)]
+pub struct EpochCutter {
+    per_epoch: usize,
+    max_open: Duration,
+    linger: Duration,
+    max_in_flight: u64,
+    in_epoch: usize,
+    opened: Duration,
+}
 
-impl SourceEpoch {
-    /// A running source at epoch `first`.
-    pub fn new(first: u64) -> SourceEpoch {
-        SourceEpoch(Rc::new((Cell::new(first), Cell::new(false))))
+impl EpochCutter {
+    /// A cutter for one of `peers` workers, its first epoch opened at `now`.
+    pub fn new(policy: &SourcePolicy, peers: usize, now: Duration) -> EpochCutter {
+        EpochCutter {
+            per_epoch: policy.max_records_per_epoch.max(1).div_ceil(peers.max(1)),
+            max_open: policy.trigger_interval.max(Duration::from_micros(100)),
+            linger: policy.linger,
+            max_in_flight: policy.max_in_flight.max(1),
+            in_epoch: 0,
+            opened: now,
+        }
     }
 
-    /// The epoch the source emits at, or `None` once it has finished.
-    pub fn get(&self) -> Option<u64> {
-        (!self.0 .1.get()).then(|| self.0 .0.get())
+    /// Whether the epoch is full (close it before the next record).
+    pub fn full(&self) -> bool {
+        self.in_epoch >= self.per_epoch
     }
 
-    /// The epoch it emits at, or the last one it emitted at once finished.
-    pub fn last(&self) -> u64 {
-        self.0 .0.get()
+    /// One more record in the epoch.
+    pub fn record(&mut self) {
+        self.in_epoch += 1;
     }
 
-    /// Whether the source has finished.
-    pub fn is_done(&self) -> bool {
-        self.0 .1.get()
+    /// Records in the open epoch.
+    pub fn in_epoch(&self) -> usize {
+        self.in_epoch
     }
 
-    /// Records the current epoch (of a running source).
-    pub fn set(&self, epoch: u64) {
-        self.0 .0.set(self.0 .0.get().max(epoch));
+    /// Whether to close the epoch now: `idle` = nothing more to read at the moment,
+    /// `in_flight` = incomplete epochs in the graph.
+    pub fn should_close(&self, now: Duration, idle: bool, in_flight: u64) -> bool {
+        let open = now.saturating_sub(self.opened);
+        open >= self.max_open
+            || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < self.max_in_flight)
     }
 
-    /// Marks the source finished, its last epoch being `epoch`.
-    pub fn finish_at(&self, epoch: u64) {
-        self.set(epoch);
-        self.0 .1.set(true);
+    /// The epoch was closed at `now`; a new one is open.
+    pub fn closed(&mut self, now: Duration) {
+        self.in_epoch = 0;
+        self.opened = now;
+    }
+
+    /// How long until [`should_close`](Self::should_close) can turn true without a new record.
+    pub fn wait(&self, now: Duration) -> Duration {
+        let open = now.saturating_sub(self.opened);
+        let heartbeat = self.max_open.saturating_sub(open);
+        if self.in_epoch > 0 {
+            heartbeat.min(self.linger.saturating_sub(open).max(Duration::from_micros(200)))
+        } else {
+            heartbeat
+        }
     }
 }
 
@@ -153,7 +236,7 @@ pub enum FileSplit {
 /// use complaintflow_operators::source::{iter_source, SourcePolicy};
 /// use timely::dataflow::operators::{Capture, capture::Extract};
 /// let out = timely::example(|scope| {
-///     let (s, _) = iter_source(scope, |_index, _peers| {
+///     let s = iter_source(scope, |_index, _peers| {
 ///         (0..5).map(|i| RawInput::new(b"{}".to_vec(), Origin::file("gen", i)))
 ///     }, SourcePolicy::default(), SystemClock::default(), Arc::new(AtomicBool::new(false)));
 ///     s.capture()
@@ -165,41 +248,29 @@ pub fn iter_source<'s, I, F, C>(
     records: F,
     policy: SourcePolicy,
     clock: C,
-    stop: Arc<AtomicBool>,
-) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch)
+    control: impl Into<SourceControl>,
+) -> Stream<'s, u64, Vec<RawInput>>
 where
     F: FnOnce(usize, usize) -> I,
     I: Iterator<Item = RawInput> + 'static,
     C: Clock + 'static,
 {
-    let epoch_cell = SourceEpoch::new(0);
-    let cell = epoch_cell.clone();
+    let control = control.into();
     let peers = scope.peers().max(1);
     let mut iter = records(scope.index(), peers);
-    let stream = source(scope, "Source", move |cap, info| {
+    source(scope, "Source", move |cap, info| {
         let activator = scope.activator_for(info.address);
         let mut cap = Some(cap);
-        let per_epoch = policy.max_records_per_epoch.max(1).div_ceil(peers);
-        let interval = policy.trigger_interval.max(Duration::from_micros(100));
         let mut pacer = Pacer::new(policy.rate.map(|r| r / peers as f64), clock);
-        let mut in_epoch = 0usize;
-        let mut opened: Option<Duration> = None;
+        let mut cut = EpochCutter::new(&policy, peers, pacer.now());
         let mut buf: Vec<RawInput> = Vec::new();
         move |output| {
             let Some(c) = cap.as_mut() else { return };
-            if stop.load(Ordering::Relaxed) {
-                cell.finish_at(*c.time());
+            if control.stopping() {
                 cap = None;
                 return;
             }
             let now = pacer.now();
-            let since = now.saturating_sub(*opened.get_or_insert(now));
-            if since >= interval {
-                let next = *c.time() + 1;
-                c.downgrade(&next);
-                opened = Some(now);
-                in_epoch = 0;
-            }
             let (allowed, wait) = pacer.allowed();
             let budget = usize::try_from(allowed)
                 .unwrap_or(usize::MAX)
@@ -207,22 +278,21 @@ where
             let mut emitted = 0usize;
             let mut exhausted = false;
             while emitted < budget {
-                if in_epoch >= per_epoch {
+                if cut.full() {
                     if !buf.is_empty() {
                         output.session(&*c).give_container(&mut buf);
                         buf.clear();
                     }
                     let next = *c.time() + 1;
                     c.downgrade(&next);
-                    opened = Some(now);
-                    in_epoch = 0;
+                    cut.closed(now);
                 }
                 let Some(r) = iter.next() else {
                     exhausted = true;
                     break;
                 };
                 buf.push(r);
-                in_epoch += 1;
+                cut.record();
                 emitted += 1;
             }
             if !buf.is_empty() {
@@ -231,20 +301,24 @@ where
             }
             pacer.consumed(emitted as u64);
             if exhausted {
-                cell.finish_at(*c.time());
                 cap = None;
                 return;
             }
-            cell.set(*c.time());
-            let to_trigger = interval.saturating_sub(now.saturating_sub(opened.unwrap_or(now)));
-            match (emitted < budget || budget == 0, wait) {
-                (_, Some(w)) => activator.activate_after(w.min(to_trigger)),
-                _ if budget == 0 => activator.activate_after(to_trigger),
-                _ => activator.activate(),
+            // Idle: the rate holds the rest back (a backlog is never idle).
+            let idle = budget == 0 || (pacer.is_limited() && emitted < policy.batch.max(1));
+            if cut.should_close(now, idle, control.in_flight(*c.time())) {
+                let next = *c.time() + 1;
+                c.downgrade(&next);
+                cut.closed(now);
+            }
+            let to_cut = cut.wait(now);
+            match wait {
+                Some(w) => activator.activate_after(w.min(to_cut)),
+                None if budget == 0 => activator.activate_after(to_cut),
+                None => activator.activate(),
             }
         }
-    });
-    (stream, epoch_cell)
+    })
 }
 
 /// Reads `path` as [`RawInput`] records (framing errors become records that
@@ -257,15 +331,15 @@ pub fn file_source<'s, C: Clock + 'static>(
     max_record_bytes: usize,
     policy: SourcePolicy,
     clock: C,
-    stop: Arc<AtomicBool>,
-) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch) {
+    control: impl Into<SourceControl>,
+) -> Stream<'s, u64, Vec<RawInput>> {
     let split = policy.split;
     iter_source(
         scope,
         move |index, peers| file_records(&path, format, max_record_bytes, split, index, peers),
         policy,
         clock,
-        stop,
+        control,
     )
 }
 
@@ -297,7 +371,7 @@ pub struct ReplaySpec {
 ///                         resample: Some(50), seed: 7 };
 /// let policy = SourcePolicy { rate: Some(1000.0), ..SourcePolicy::default() };
 /// let out = timely::example(move |scope| {
-///     let (s, _) = replay_source(scope, spec, 1 << 20, &Default::default(), policy,
+///     let s = replay_source(scope, spec, 1 << 20, &Default::default(), policy,
 ///                                SystemClock::default(), Arc::new(AtomicBool::new(false)));
 ///     s.capture()
 /// });
@@ -310,8 +384,8 @@ pub fn replay_source<'s, C: Clock + 'static>(
     validation: &ValidationOptions,
     policy: SourcePolicy,
     clock: C,
-    stop: Arc<AtomicBool>,
-) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch) {
+    control: impl Into<SourceControl>,
+) -> Stream<'s, u64, Vec<RawInput>> {
     let opts = validation.clone();
     let policy_split = policy.split;
     iter_source(
@@ -331,7 +405,7 @@ pub fn replay_source<'s, C: Clock + 'static>(
         },
         policy,
         clock,
-        stop,
+        control,
     )
 }
 
@@ -342,7 +416,7 @@ fn resampled(
     index: usize,
     peers: usize,
 ) -> Box<dyn Iterator<Item = RawInput>> {
-    let name = format!("resampled:{}", spec.path.display());
+    let name: Arc<str> = Arc::from(format!("resampled:{}", spec.path.display()));
     let pool: Vec<_> = match read_path(&spec.path, spec.format, opts) {
         Ok(it) => it.filter_map(Result::ok).collect(),
         Err(e) => return Box::new(std::iter::once(io_error(&name, &e.to_string()))),
@@ -357,7 +431,7 @@ fn resampled(
         let k = c.complaint_id.0.saturating_sub(RESAMPLED_ID_BASE);
         c.complaint_id = ComplaintId(RESAMPLED_ID_BASE + k * peers + index);
         let origin = Origin {
-            source: name.clone(),
+            source: Arc::clone(&name),
             partition: 0,
             offset: i64::try_from(k * peers + index).unwrap_or(i64::MAX),
         };
@@ -415,7 +489,7 @@ fn file_records(
     index: usize,
     peers: usize,
 ) -> Box<dyn Iterator<Item = RawInput>> {
-    let name = path.display().to_string();
+    let name: Arc<str> = Arc::from(path.display().to_string());
     let format = resolve_format(path, format);
     if format == Format::JsonLines && split == FileSplit::Auto {
         let range = (|| -> std::io::Result<(File, u64, u64)> {
@@ -465,19 +539,19 @@ fn file_records(
 
 fn framed(
     item: Result<complaintflow_datasets::RawRecord, complaintflow_datasets::RecordError>,
-    name: &str,
+    name: &Arc<str>,
     offset: impl Fn(&complaintflow_datasets::Location) -> u64,
 ) -> RawInput {
     match item {
         Ok(r) => {
             let o = i64::try_from(offset(&r.location)).unwrap_or(i64::MAX);
-            RawInput::new(r.bytes, Origin::file(name, o))
+            RawInput::new(r.bytes, Origin::file(Arc::clone(name), o))
         }
         Err(e) => {
             let o = i64::try_from(offset(&e.location)).unwrap_or(i64::MAX);
             RawInput::framing_error(
                 Vec::new(),
-                Origin::file(name, o),
+                Origin::file(Arc::clone(name), o),
                 e.kind.as_str(),
                 e.message,
             )

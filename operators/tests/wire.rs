@@ -5,7 +5,7 @@
 
 use complaintflow_datasets::{Format, RawRecords, ValidationOptions};
 use complaintflow_models::Model;
-use complaintflow_operators::decision::decide;
+use complaintflow_operators::rules::decide;
 use complaintflow_operators::prelude::*;
 use complaintflow_operators::record::Origin;
 

@@ -33,20 +33,20 @@
 //! restart feeds them back in as [`Seed`]s at epoch `e`.
 
 use std::cell::RefCell;
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use complaintflow_operators::Decision;
+use complaintflow_operators::publish::SharedDecision;
+use complaintflow_operators::{Decision, Stash};
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Capability, Concat, Probe};
-use timely::dataflow::{ProbeHandle, Stream};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::Stream;
 
 use crate::state::{AggregateView, Dimension, EngineState, Totals};
 
@@ -218,6 +218,11 @@ impl AggregateLedger {
         }
     }
 
+    /// Notes that every epoch `<= epoch` is complete at the view.
+    fn saw(&mut self, epoch: u64) {
+        self.max_epoch = self.max_epoch.max(Some(epoch));
+    }
+
     fn record(&mut self, epoch: u64, changes: Vec<AggregateChange>) {
         self.max_epoch = self.max_epoch.max(Some(epoch));
         if self.enabled && !changes.is_empty() {
@@ -337,44 +342,34 @@ pub fn totals_from_json(
 }
 
 /// Builds the aggregates of `decisions` (plus `seed` updates, e.g. a checkpoint's totals)
-/// into `state.aggregates` on global worker 0, records the changes of complete epochs in
-/// `ledger` there, and attaches `probe` after the view (so a probe that passed epoch `e`
-/// means the view and the ledger hold every change of epochs `<= e`). Returns the stream of
-/// [`AggregateChange`]s (data-parallel: each worker emits those of the keys it owns).
+/// into `state.aggregates` on global worker 0 and records the changes of complete epochs in
+/// `ledger` there. Returns the stream of [`AggregateChange`]s (data-parallel: each worker
+/// emits those of the keys it owns) and the acknowledgement stream, whose frontier passes an
+/// epoch once the view and the ledger hold every change of it.
 pub fn aggregate_decisions<'s>(
-    decisions: Stream<'s, u64, Vec<Decision>>,
+    decisions: Stream<'s, u64, Vec<SharedDecision>>,
     seed: Option<Stream<'s, u64, Vec<Seed>>>,
     state: &Arc<EngineState>,
     ledger: &Rc<RefCell<AggregateLedger>>,
-    probe: &ProbeHandle<u64>,
-) -> Stream<'s, u64, Vec<AggregateChange>> {
+) -> (
+    Stream<'s, u64, Vec<AggregateChange>>,
+    Stream<'s, u64, Vec<u64>>,
+) {
     let partial = decisions.unary_frontier(Pipeline, "AggregatePartial", |_cap, _info| {
-        let mut stash: BTreeMap<u64, (Capability<u64>, EpochSums)> = BTreeMap::new();
+        let mut stash: Stash<u64, EpochSums> = Stash::new(&[0]);
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, data| {
-                let Some(t) = cap.least().copied() else {
-                    return;
-                };
-                let (_, sums) = match stash.entry(t) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(v) => {
-                        let Some(c) = cap.retain_least(0) else { return };
-                        v.insert((c, EpochSums::default()))
-                    }
-                };
-                for batch in data {
-                    for d in batch.iter() {
-                        sums.add(d);
+                if let Some(sums) = stash.at(&cap) {
+                    for batch in data {
+                        for d in batch.iter() {
+                            sums.add(&d.decision);
+                        }
                     }
                 }
             });
-            while let Some(entry) = stash.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let t = *entry.key();
-                let (cap, sums) = entry.remove();
-                let mut session = output.session(&cap);
+            while let Some((t, caps, sums)) = stash.pop_complete(frontier.frontier()) {
+                let Some(cap) = caps.first() else { continue };
+                let mut session = output.session(cap);
                 for (key, s) in sums.drain() {
                     session.give((key, t, s));
                 }
@@ -394,19 +389,15 @@ pub fn aggregate_decisions<'s>(
             Pipeline,
             "AggregateChanges",
             |_cap, _info| {
-                let mut stash: BTreeMap<u64, (Capability<u64>, Updates)> = BTreeMap::new();
+                let mut stash: Stash<u64, Updates> = Stash::new(&[0]);
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        // A differential batch's capability is only a lower bound: each
-                        // update carries its own time.
-                        let Some(c) = cap.retain_least(0) else { return };
                         for batch in data {
+                            // A differential batch's capability is only a lower bound: each
+                            // update carries its own time.
                             for ((key, tot), t, diff) in batch.drain(..) {
-                                let (_, updates) = match stash.entry(t) {
-                                    Entry::Occupied(e) => e.into_mut(),
-                                    Entry::Vacant(v) => {
-                                        v.insert((c.delayed(&t), HashMap::default()))
-                                    }
+                                let Some(updates) = stash.at_time(&cap, t) else {
+                                    continue;
                                 };
                                 let v = updates.entry(key).or_default();
                                 match v.iter_mut().find(|(x, _)| *x == tot) {
@@ -416,13 +407,9 @@ pub fn aggregate_decisions<'s>(
                             }
                         }
                     });
-                    while let Some(entry) = stash.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let t = *entry.key();
-                        let (cap, updates) = entry.remove();
-                        let mut session = output.session(&cap);
+                    while let Some((t, caps, updates)) = stash.pop_complete(frontier.frontier()) {
+                        let Some(cap) = caps.first() else { continue };
+                        let mut session = output.session(cap);
                         for ((dimension, key), v) in updates {
                             let now = v.iter().find(|(_, n)| *n > 0).map(|(s, _)| *s);
                             let removed = v.iter().any(|(_, n)| *n < 0);
@@ -449,39 +436,40 @@ pub fn aggregate_decisions<'s>(
     // Only global worker 0 owns the view: the other workers' instances of this operator
     // receive nothing, and must not stamp `as_of` from their own (lagging) frontiers.
     let owner = changes.scope().index() == 0;
-    changes
+    let ack = changes
         .clone()
         .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
             Exchange::new(|_: &AggregateChange| 0u64),
             "AggregateView",
             move |_cap, _info| {
-                let mut stash: BTreeMap<u64, Vec<AggregateChange>> = BTreeMap::new();
+                // Changes wait for their epoch to complete, holding its capability: the
+                // acknowledgement passes an epoch only once it is applied.
+                let mut stash: Stash<u64, Vec<AggregateChange>> = Stash::new(&[0]);
                 let mut last_frontier: Option<u64> = Some(0);
                 move |(input, frontier), _output| {
                     input.for_each_stamp(|cap, data| {
-                        let Some(t) = cap.least().copied() else {
-                            return;
-                        };
-                        let v = stash.entry(t).or_default();
-                        for batch in data {
-                            v.append(batch);
+                        if let Some(v) = stash.at(&cap) {
+                            for batch in data {
+                                v.append(batch);
+                            }
                         }
                     });
                     let f = frontier.frontier().first().copied();
-                    if f == last_frontier || !owner {
+                    if f == last_frontier {
                         return;
                     }
                     last_frontier = f;
+                    if !owner {
+                        return; // receives nothing (exchanged to worker 0)
+                    }
                     let mut view = state.aggregates.write().unwrap_or_else(|p| p.into_inner());
                     let mut ledger = ledger.borrow_mut();
-                    while let Some(entry) = stash.first_entry() {
-                        if f.is_some_and(|f| *entry.key() >= f) {
-                            break;
-                        }
-                        let t = *entry.key();
-                        let changes = entry.remove();
+                    while let Some((t, _caps, changes)) = stash.pop_complete(frontier.frontier()) {
                         apply(&mut view, &changes);
                         ledger.record(t, changes);
+                    }
+                    if let Some(t) = f {
+                        ledger.saw(t.saturating_sub(1));
                     }
                     view.as_of = match f {
                         Some(0) => None,
@@ -490,9 +478,8 @@ pub fn aggregate_decisions<'s>(
                     };
                 }
             },
-        )
-        .probe_with(probe);
-    changes
+        );
+    (changes, ack)
 }
 
 fn apply(view: &mut AggregateView, changes: &[AggregateChange]) {

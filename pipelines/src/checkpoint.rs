@@ -9,9 +9,10 @@
 //! works for every worker and process); `aggregate_state` = the totals of every dimension at
 //! the end of `epoch` ([`totals_to_json`](crate::aggregate::totals_to_json)).
 //!
-//! **When.** Once the engine's probe — attached to every sink's acknowledgement stream, the
-//! aggregate view and the position ledger — has passed epoch `e`, at most once per
-//! [`CheckpointConfig::interval`], and once more at a graceful shutdown.
+//! **When.** Once the engine's completion operator — on the acknowledgement streams of every
+//! sink, the aggregate view, the live state and the position ledger — sees its frontier pass
+//! epoch `e`, at most once per [`CheckpointConfig::interval`], and once more when the
+//! dataflow ends (a graceful shutdown). All of it runs inside the graph, on global worker 0.
 //!
 //! **Resume.** [`start`](crate::start) reads the newest complete checkpoint: sources start at
 //! its offsets with epochs from `epoch + 1`, and its totals enter the aggregate collection at
@@ -30,11 +31,12 @@ use std::time::{Duration, Instant};
 
 use complaintflow_operators::kafka::{Checkpoint, CheckpointStore};
 use complaintflow_operators::record::RawInput;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Probe;
-use timely::dataflow::{ProbeHandle, Stream};
+use timely::dataflow::Stream;
 
 use crate::aggregate::{totals_to_json, AggregateLedger};
 use crate::state::{lock, EngineState};
@@ -75,7 +77,7 @@ impl CheckpointConfig {
 #[derive(Debug, Default)]
 pub(crate) struct PositionLedger {
     base: BTreeMap<String, BTreeMap<i32, i64>>,
-    pending: BTreeMap<u64, Vec<(String, i32, i64)>>,
+    pending: BTreeMap<u64, Vec<(Arc<str>, i32, i64)>>,
     max_epoch: Option<u64>,
 }
 
@@ -87,9 +89,11 @@ impl PositionLedger {
         }
     }
 
-    fn record(&mut self, epoch: u64, marks: Vec<(String, i32, i64)>) {
+    fn record(&mut self, epoch: u64, marks: Vec<(Arc<str>, i32, i64)>) {
         self.max_epoch = self.max_epoch.max(Some(epoch));
-        self.pending.entry(epoch).or_default().extend(marks);
+        if !marks.is_empty() {
+            self.pending.entry(epoch).or_default().extend(marks);
+        }
     }
 
     pub(crate) fn max_epoch(&self) -> Option<u64> {
@@ -103,7 +107,7 @@ impl PositionLedger {
             for (source, partition, next) in marks {
                 let e = self
                     .base
-                    .entry(source)
+                    .entry(source.to_string())
                     .or_default()
                     .entry(partition)
                     .or_insert(next);
@@ -114,59 +118,70 @@ impl PositionLedger {
     }
 }
 
-/// Tracks, per epoch, the next offset of every `(source, partition)` read, in `ledger` on
-/// global worker 0; `probe` is attached after the ledger.
-pub(crate) fn track_positions<'s>(
-    raw: Stream<'s, u64, Vec<RawInput>>,
+/// What the sources read in one batch: the record count and, with checkpoints on, the next
+/// offset of every `(source, partition)` in it. Made by a [`Tap`](complaintflow_operators::Tap)
+/// on the raw stream (no copy of the records).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadSummary {
+    /// Records in the batch.
+    pub records: u64,
+    /// `(source, partition, next offset)`.
+    pub marks: Vec<(Arc<str>, i32, i64)>,
+}
+
+impl ReadSummary {
+    /// Summarises a batch of raw records (`positions`: also their next offsets).
+    pub fn of(batch: &[RawInput], positions: bool) -> ReadSummary {
+        let mut marks: Vec<(Arc<str>, i32, i64)> = Vec::new();
+        if positions {
+            for r in batch {
+                let o = &r.origin;
+                match marks
+                    .iter_mut()
+                    .find(|(s, p, _)| *p == o.partition && (Arc::ptr_eq(s, &o.source) || *s == o.source))
+                {
+                    Some(e) => e.2 = e.2.max(o.offset + 1),
+                    None => marks.push((Arc::clone(&o.source), o.partition, o.offset + 1)),
+                }
+            }
+        }
+        ReadSummary {
+            records: batch.len() as u64,
+            marks,
+        }
+    }
+}
+
+/// Global worker 0: counts the records read into `state` and folds the positions into
+/// `ledger`. Returns the acknowledgement stream (the ledger holds an epoch once its frontier
+/// has passed it).
+pub(crate) fn read_ledger<'s>(
+    summaries: Stream<'s, u64, Vec<ReadSummary>>,
+    state: &Arc<EngineState>,
     ledger: &Rc<RefCell<PositionLedger>>,
-    probe: &ProbeHandle<u64>,
-) {
-    let marks = raw.unary::<CapacityContainerBuilder<Vec<(String, i32, i64)>>, _, _, _>(
-        Pipeline,
-        "Positions",
-        |_cap, _info| {
-            move |input, output| {
+) -> Stream<'s, u64, Vec<u64>> {
+    let ledger = Rc::clone(ledger);
+    let state = Arc::clone(state);
+    summaries.unary::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+        Exchange::new(|_: &ReadSummary| 0u64),
+        "ReadLedger",
+        move |_cap, _info| {
+            move |input, _output| {
                 input.for_each_stamp(|cap, data| {
-                    let mut next: Vec<(String, i32, i64)> = Vec::new();
+                    let Some(t) = cap.least().copied() else {
+                        return;
+                    };
+                    let mut l = ledger.borrow_mut();
                     for batch in data {
-                        for r in batch.iter() {
-                            let o = &r.origin;
-                            match next
-                                .iter_mut()
-                                .find(|(s, p, _)| *p == o.partition && *s == o.source)
-                            {
-                                Some(e) => e.2 = e.2.max(o.offset + 1),
-                                None => next.push((o.source.clone(), o.partition, o.offset + 1)),
-                            }
+                        for s in batch.drain(..) {
+                            state.records_in.fetch_add(s.records, Ordering::Relaxed);
+                            l.record(t, s.marks);
                         }
-                    }
-                    if !next.is_empty() {
-                        output.session(&cap).give_iterator(next.into_iter());
                     }
                 });
             }
         },
-    );
-    let ledger = Rc::clone(ledger);
-    marks
-        .unary::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
-            Exchange::new(|_: &(String, i32, i64)| 0u64),
-            "PositionLedger",
-            move |_cap, _info| {
-                move |input, _output| {
-                    input.for_each_stamp(|cap, data| {
-                        let Some(t) = cap.least().copied() else {
-                            return;
-                        };
-                        let mut l = ledger.borrow_mut();
-                        for batch in data {
-                            l.record(t, std::mem::take(batch));
-                        }
-                    });
-                }
-            },
-        )
-        .probe_with(probe);
+    )
 }
 
 /// Global worker 0's checkpoint writer: decides when to checkpoint and hands the files to

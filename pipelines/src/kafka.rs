@@ -1,38 +1,40 @@
-//! The engine's Kafka plumbing: [`KafkaSource`] (a [`SourceFactory`] over
-//! `complaintflow_operators::kafka::kafka_source`) and [`KafkaSinks`] (a [`SinkFactory`]
-//! writing decisions, dead letters and aggregate changes to their topics).
+//! The engine's Kafka plug-ins: [`KafkaSource`] (a [`Source`] over
+//! `complaintflow_operators::kafka::kafka_source`) and [`KafkaSinks`] (a [`Sink`] writing
+//! decisions — the bytes `publish` made, unchanged —, dead letters and aggregate changes to
+//! their topics).
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use complaintflow_operators::kafka::{detect_transactions, KafkaConfig, ReadMode};
 //! use complaintflow_pipelines::kafka::{KafkaSinkTopics, KafkaSinks, KafkaSource};
-//! use complaintflow_pipelines::{start, CheckpointConfig, EngineConfig, SourceSpec};
+//! use complaintflow_pipelines::{Engine, CheckpointConfig, EngineConfig};
 //! let kafka = KafkaConfig::with_brokers("127.0.0.1:9092");
 //! let source = Arc::new(KafkaSource::new(kafka.clone(), "complaints-input", ReadMode::Continuous));
 //! source.check()?; // a clear error for an unreachable broker or an unknown topic
 //! let mode = detect_transactions(&kafka, "complaints-input", std::time::Duration::from_secs(5))
 //!     .mode(true, "complaintflow");
 //! let mut cfg = EngineConfig::new("state/registry");
-//! cfg.sinks = Some(Arc::new(KafkaSinks::new(kafka, mode, KafkaSinkTopics::default())));
 //! cfg.checkpoints = Some(CheckpointConfig::new("state"));
 //! let model = complaintflow_models::Registry::open("state/registry")?.load_production()?;
-//! let engine = start(cfg, SourceSpec::Custom(source), model)?;
+//! let engine = Engine::builder(cfg)
+//!     .source(source)
+//!     .sink(Arc::new(KafkaSinks::new(kafka, mode, KafkaSinkTopics::default())))
+//!     .start(model)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::sync::Arc;
 
 use complaintflow_operators::kafka::{
-    dead_letter_payload, kafka_source, DeliveryMode, KafkaConfig, KafkaError, KafkaSink,
+    dead_letter_payload, detect_transactions, kafka_source_with, DeliveryMode, KafkaConfig, KafkaError, KafkaSink,
     KafkaSinkHandle, KafkaSourceHandle, KafkaSourceSpec, ReadMode,
 };
+use complaintflow_operators::publish::SharedDecision;
 use complaintflow_operators::record::{DeadLetter, RawInput};
-use complaintflow_operators::source::SourceEpoch;
-use complaintflow_operators::Decision;
 use timely::dataflow::{Scope, Stream};
 
 use crate::aggregate::AggregateChange;
-use crate::engine::{EngineOutputs, SinkFactory, SourceContext, SourceFactory};
+use crate::plugin::{EngineOutputs, Sink, Source, SourceContext};
 
 /// A Kafka topic as the engine's source: each worker reads the partitions `p % peers ==
 /// index`, resumes from the checkpoint's offsets (else `auto.offset.reset`), and cuts epochs
@@ -75,16 +77,22 @@ impl KafkaSource {
     }
 }
 
-impl SourceFactory for KafkaSource {
+impl Source for KafkaSource {
     fn describe(&self) -> String {
         format!("kafka:{}@{}", self.topic, self.cfg.brokers)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        KafkaSource::check(self)
+            .map(|_| ())
+            .map_err(|e| format!("--source kafka:{}: {e}", self.topic))
     }
 
     fn build<'s>(
         &self,
         scope: Scope<'s, u64>,
         ctx: &SourceContext,
-    ) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch) {
+    ) -> Stream<'s, u64, Vec<RawInput>> {
         let mut spec = KafkaSourceSpec::new(&self.topic);
         spec.start_offsets = ctx
             .start_offsets
@@ -95,7 +103,13 @@ impl SourceFactory for KafkaSource {
         spec.mode = self.mode;
         spec.first_epoch = ctx.first_epoch;
         spec.stop = Arc::clone(&ctx.stop);
-        kafka_source(scope, &self.cfg, spec, self.handle.clone())
+        kafka_source_with(
+            scope,
+            &self.cfg,
+            spec,
+            self.handle.clone(),
+            Some(ctx.progress.clone()),
+        )
     }
 
     fn resumable(&self) -> bool {
@@ -114,6 +128,10 @@ impl SourceFactory for KafkaSource {
 
     fn fatal(&self) -> Option<String> {
         self.handle.fatal()
+    }
+
+    fn caught_up(&self) -> Option<Result<bool, String>> {
+        Some(self.handle.caught_up(&self.cfg).map_err(|e| e.to_string()))
     }
 }
 
@@ -207,7 +225,55 @@ fn dead_letter_key(d: &DeadLetter) -> String {
     )
 }
 
-impl SinkFactory for KafkaSinks {
+impl KafkaSinks {
+    /// Checks the broker and the topics, detects transaction support (transactional
+    /// delivery when the broker has it, with ids prefixed `group`-engine; else at-least-once
+    /// with keyed records) and builds the sinks.
+    pub fn connect(cfg: KafkaConfig, topics: KafkaSinkTopics, group: &str) -> Result<KafkaSinks, String> {
+        cfg.check_reachable()
+            .map_err(|e| format!("Kafka at {}: {e}", cfg.brokers))?;
+        for t in topics.all() {
+            cfg.partitions(t)
+                .map_err(|e| format!("Kafka output topic {t}: {e}"))?;
+        }
+        let probe_topic = topics.all().first().map_or("complaints-predictions", |t| *t).to_string();
+        let support = detect_transactions(
+            &cfg,
+            &probe_topic,
+            cfg.connect_timeout().min(std::time::Duration::from_secs(10)),
+        );
+        let mode = support.mode(true, &format!("{group}-engine"));
+        tracing::info!(brokers = %cfg.brokers, topics = ?topics.all(), delivery = %mode, "Kafka sinks");
+        Ok(KafkaSinks::new(cfg, mode, topics))
+    }
+}
+
+impl Sink for KafkaSinks {
+    fn report(&self) -> Vec<String> {
+        let h = &self.handles;
+        [
+            (&self.topics.predictions, &h.predictions),
+            (&self.topics.dead_letters, &h.dead_letters),
+            (&self.topics.aggregates, &h.aggregates),
+        ]
+        .into_iter()
+        .filter_map(|(topic, handle)| {
+            let topic = topic.as_ref()?;
+            let s = handle.stats();
+            Some(format!(
+                "kafka:{topic}: {} delivered, {} sent again after errors, {} failed{}",
+                s.delivered,
+                s.retried,
+                s.failed,
+                s.last_error
+                    .filter(|_| s.failed > 0)
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ))
+        })
+        .collect()
+    }
+
     fn describe(&self) -> String {
         format!(
             "kafka:{}@{} ({})",
@@ -228,17 +294,24 @@ impl SinkFactory for KafkaSinks {
     fn build<'s>(
         &self,
         _scope: Scope<'s, u64>,
-        outputs: EngineOutputs<'s>,
+        outputs: &EngineOutputs<'s>,
     ) -> Result<Vec<Stream<'s, u64, Vec<u64>>>, String> {
         let mut acks = Vec::new();
         let (cfg, mode, h) = (&self.cfg, &self.mode, &self.handles);
         if let Some(t) = &self.topics.predictions {
+            // The bytes `publish` made, shared: no serialization or copy here.
             acks.push(
                 outputs
                     .decisions
-                    .kafka_sink_json(cfg, t, mode, &h.predictions, |d: &Decision| {
-                        Some(d.complaint_id.clone())
-                    })
+                    .clone()
+                    .kafka_sink(
+                        cfg,
+                        t,
+                        mode,
+                        &h.predictions,
+                        |d: &SharedDecision| Some(d.decision.complaint_id.clone()),
+                        |d: &SharedDecision| Ok(Arc::clone(&d.json)),
+                    )
                     .map_err(|e| format!("{t}: {e}"))?,
             );
         }
@@ -246,13 +319,14 @@ impl SinkFactory for KafkaSinks {
             acks.push(
                 outputs
                     .dead_letters
+                    .clone()
                     .kafka_sink(
                         cfg,
                         t,
                         mode,
                         &h.dead_letters,
                         |d: &DeadLetter| Some(dead_letter_key(d)),
-                        |d: &DeadLetter| dead_letter_payload(d).map(|(_, v)| v),
+                        |d: &DeadLetter| dead_letter_payload(d).map(|(_, v)| Arc::from(v)),
                     )
                     .map_err(|e| format!("{t}: {e}"))?,
             );
@@ -261,6 +335,7 @@ impl SinkFactory for KafkaSinks {
             acks.push(
                 outputs
                     .aggregate_changes
+                    .clone()
                     .kafka_sink_json(cfg, t, mode, &h.aggregates, |c: &AggregateChange| {
                         Some(c.message_key())
                     })

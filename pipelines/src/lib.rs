@@ -25,16 +25,27 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod contract;
 pub mod engine;
+pub mod files;
+pub mod introspect;
 pub mod kafka;
-pub mod outputs;
+pub mod live;
+pub mod plugin;
+pub mod plugins;
+pub mod sinks;
+pub mod sources;
 pub mod state;
 
 pub use checkpoint::CheckpointConfig;
 pub use engine::{
-    start, Control, EngineClient, EngineConfig, EngineError, EngineHandle, EngineOutputs,
-    RetrainRequest, RunSummary, SinkFactory, SourceContext, SourceFactory, SourceSpec,
+    start, Control, Engine, EngineBuilder, EngineClient, EngineConfig, EngineError, EngineHandle,
+    ModelFeed, RetrainRequest, RunSummary, SourceSpec,
 };
+pub use files::JsonlFiles;
+pub use plugin::{DecisionOperator, EngineOutputs, Sink, Source, SourceContext};
+pub use plugins::{PluginEnv, PluginTable};
+pub use sources::{FileSource, ReplaySource};
 pub use state::{
     AggregateAnswer, AggregateRow, AggregateView, Dimension, EngineState, MetricsSnapshot,
     ServingModel, Totals,

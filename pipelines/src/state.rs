@@ -6,55 +6,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
+use complaintflow_operators::publish::SharedDecision;
 use complaintflow_operators::Decision;
 use serde::{Deserialize, Serialize};
 
-/// An aggregate dimension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    /// CFPB product.
-    Product,
-    /// Two-letter state.
-    State,
-    /// Company.
-    Company,
-    /// CFPB issue.
-    Issue,
-    /// Processing hour (UTC, `YYYY-MM-DDTHH`) of the decision.
-    Hour,
-    /// Month the CFPB received the complaint (`YYYY-MM`).
-    Month,
-    /// Month received × product: key `YYYY-MM|product` (see [`month_product_key`]), for the
-    /// dashboard's volume-over-time chart by product.
-    MonthProduct,
-}
+// The types shared with the HTTP layer live in `crate::contract` (one definition each); the
+// old paths (`state::Dimension`, `state::Histogram`, …) keep working through this re-export.
+pub use crate::contract::{
+    month_product_key, quantile, score_bounds, split_month_product, AggregateAnswer,
+    AggregateRow, Dimension, Histogram, MetricsSnapshot, ScoreStats, ServingModel, Totals,
+    UnknownDimension, EPOCH_LATENCY_BOUNDS, SCORE_BINS,
+};
 
 impl Dimension {
-    /// All dimensions.
-    pub const ALL: [Dimension; 7] = [
-        Dimension::Product,
-        Dimension::State,
-        Dimension::Company,
-        Dimension::Issue,
-        Dimension::Hour,
-        Dimension::Month,
-        Dimension::MonthProduct,
-    ];
-
-    /// Lower-case name (`product`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dimension::Product => "product",
-            Dimension::State => "state",
-            Dimension::Company => "company",
-            Dimension::Issue => "issue",
-            Dimension::Hour => "hour",
-            Dimension::Month => "month",
-            Dimension::MonthProduct => "month_product",
-        }
-    }
-
     /// The dimension's key of a decision (`(missing)` when absent).
     pub fn key_of(self, d: &Decision) -> String {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(missing)".to_string());
@@ -76,189 +40,6 @@ impl Dimension {
     }
 }
 
-/// The [`Dimension::MonthProduct`] key: `YYYY-MM|product`. The month never holds a `|`, so
-/// [`split_month_product`] splits at the first one even when a product name holds one.
-///
-/// ```
-/// use complaintflow_pipelines::state::{month_product_key, split_month_product};
-/// let k = month_product_key("2019-09", "Debt collection");
-/// assert_eq!(k, "2019-09|Debt collection");
-/// assert_eq!(split_month_product(&k), Some(("2019-09", "Debt collection")));
-/// ```
-pub fn month_product_key(month: &str, product: &str) -> String {
-    format!("{month}|{product}")
-}
-
-/// Splits a [`Dimension::MonthProduct`] key into month and product.
-pub fn split_month_product(key: &str) -> Option<(&str, &str)> {
-    key.split_once('|')
-}
-
-/// Bucket upper bounds (seconds, inclusive) of [`EngineState::epoch_latency_hist`], the
-/// Prometheus-style cumulative epoch-latency histogram.
-pub const EPOCH_LATENCY_BOUNDS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// Number of score bins of [`ScoreStats`]: ten equal-width bins over `[0, 1]`.
-pub const SCORE_BINS: usize = 10;
-
-/// A histogram with fixed bucket upper bounds, cumulative since start: `counts[i]` counts
-/// observations `v` with `bounds[i-1] < v <= bounds[i]`, the last entry those above the
-/// highest bound (and NaN). Counts are per bucket, not cumulative.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Histogram {
-    /// Bucket upper bounds, ascending.
-    pub bounds: Vec<f64>,
-    /// Observations per bucket, `bounds.len() + 1` entries.
-    pub counts: Vec<u64>,
-    /// Sum of the finite observations.
-    pub sum: f64,
-}
-
-impl Histogram {
-    /// An empty histogram with these bounds.
-    pub fn new(bounds: &[f64]) -> Histogram {
-        Histogram {
-            bounds: bounds.to_vec(),
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-        }
-    }
-
-    /// Records one observation.
-    ///
-    /// ```
-    /// use complaintflow_pipelines::state::Histogram;
-    /// let mut h = Histogram::new(&[1.0, 2.0]);
-    /// for v in [0.5, 1.0, 1.5, 3.0] { h.observe(v); }
-    /// assert_eq!(h.counts, vec![2, 1, 1]);
-    /// assert_eq!(h.sum, 6.0);
-    /// ```
-    pub fn observe(&mut self, v: f64) {
-        let i = bucket(&self.bounds, v);
-        if let Some(c) = self.counts.get_mut(i) {
-            *c += 1;
-        }
-        if v.is_finite() {
-            self.sum += v;
-        }
-    }
-
-    /// Observations in all.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-}
-
-/// Index of the first bound `>= v` (`bounds.len()` when none is, or for NaN).
-fn bucket(bounds: &[f64], v: f64) -> usize {
-    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
-}
-
-/// Upper bounds of the score bins: `0.1, 0.2, …, 0.9` (the last bin is `(0.9, 1]`).
-pub fn score_bounds() -> [f64; SCORE_BINS - 1] {
-    std::array::from_fn(|i| (i + 1) as f64 / SCORE_BINS as f64)
-}
-
-/// Live scores of one model version: per-bin counts (bins as [`score_bounds`], upper bound
-/// inclusive, as Prometheus' `le`) and the exact sum.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScoreStats {
-    /// Scores per bin.
-    pub bins: [u64; SCORE_BINS],
-    /// Sum of the (finite) scores.
-    pub sum: f64,
-}
-
-impl ScoreStats {
-    /// Records one score.
-    ///
-    /// ```
-    /// use complaintflow_pipelines::state::ScoreStats;
-    /// let mut s = ScoreStats::default();
-    /// for v in [0.05, 0.1, 0.1000001, 0.95] { s.observe(v); }
-    /// assert_eq!(s.bins, [2, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
-    /// assert!((s.sum - 1.2000001).abs() < 1e-12);
-    /// ```
-    pub fn observe(&mut self, score: f64) {
-        let i = bucket(&score_bounds(), score).min(SCORE_BINS - 1);
-        self.bins[i] += 1;
-        if score.is_finite() {
-            self.sum += score;
-        }
-    }
-
-    /// Scores in all.
-    pub fn count(&self) -> u64 {
-        self.bins.iter().sum()
-    }
-}
-
-impl std::fmt::Display for Dimension {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a [`Dimension`] (the `by` of a query).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("by={0:?} is not a dimension: use one of product, state, company, issue, hour, month, month_product")]
-pub struct UnknownDimension(pub String);
-
-impl std::str::FromStr for Dimension {
-    type Err = UnknownDimension;
-
-    /// ```
-    /// use complaintflow_pipelines::Dimension;
-    /// assert_eq!("state".parse::<Dimension>(), Ok(Dimension::State));
-    /// assert!("colour".parse::<Dimension>().unwrap_err().to_string().contains("by=\"colour\""));
-    /// ```
-    fn from_str(s: &str) -> Result<Self, UnknownDimension> {
-        Dimension::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| UnknownDimension(s.to_string()))
-    }
-}
-
-/// Running totals of one aggregate key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Decisions.
-    pub count: i64,
-    /// Escalated decisions.
-    pub escalations: i64,
-    /// Sum of scores in millionths.
-    pub score_sum_micro: i64,
-}
-
-/// One row of an aggregate answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AggregateRow {
-    /// The key (a product, a state, …).
-    pub key: String,
-    /// Decisions.
-    pub count: i64,
-    /// Escalations.
-    pub escalations: i64,
-    /// escalations / count.
-    pub escalation_rate: f64,
-    /// Mean P(success).
-    pub mean_score: f64,
-}
-
-/// An answer to `/api/aggregates`: complete over all workers and processes through `as_of`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AggregateAnswer {
-    /// The dimension.
-    pub by: Dimension,
-    /// The last epoch fully reflected (`None` before the first epoch completes).
-    pub as_of: Option<u64>,
-    /// Rows by count, descending.
-    pub rows: Vec<AggregateRow>,
-}
-
 /// Consistent snapshot of every dimension.
 #[derive(Clone, Debug, Default)]
 pub struct AggregateView {
@@ -268,24 +49,12 @@ pub struct AggregateView {
     pub totals: BTreeMap<Dimension, BTreeMap<String, Totals>>,
 }
 
-/// A model version the `score` operator holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ServingModel {
-    /// Registry version.
-    pub version: String,
-    /// `production` or `candidate`.
-    pub role: String,
-    /// A/B share of a candidate (`None` for production).
-    pub fraction: Option<f64>,
-    /// First epoch it scores.
-    pub since_epoch: u64,
-    /// Its decision threshold on P(success).
-    pub threshold: f64,
-}
-
-/// Counters, gauges and quantiles of a running engine, for `/metrics` and `/health`.
+/// The engine's own counters and quantiles ([`EngineState::snapshot`]): what a run summary
+/// and the benches read. Not an HTTP type: `/api/metrics` is the contract's
+/// [`MetricsSnapshot`], which the HTTP adapter (`src/engine_view.rs`) builds from these
+/// counters, the epoch-latency histogram and the source's lag.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricsSnapshot {
+pub struct EngineCounters {
     /// Records read by the sources.
     pub records_in: u64,
     /// Records that parsed and validated.
@@ -322,8 +91,8 @@ pub struct MetricsSnapshot {
 pub struct EngineState {
     /// Aggregates; updated in place when an epoch completes.
     pub aggregates: RwLock<AggregateView>,
-    /// Latest decisions (bounded by `recent_capacity`).
-    pub recent: Mutex<VecDeque<Decision>>,
+    /// Latest decisions (bounded by `recent_capacity`), shared with the sinks (no copy).
+    pub recent: Mutex<VecDeque<SharedDecision>>,
     /// Capacity of `recent`.
     pub recent_capacity: usize,
     /// Records read by the sources.
@@ -342,6 +111,9 @@ pub struct EngineState {
     pub by_model: Mutex<BTreeMap<String, u64>>,
     /// Epochs completed at the outputs.
     pub epochs: AtomicU64,
+    /// Every epoch below this is complete at every output (the completion operator's
+    /// frontier; `u64::MAX` once the dataflow has ended).
+    pub completed_below: AtomicU64,
     /// Latencies (seconds) of the latest 4,096 epochs: first record ingested → epoch complete.
     pub epoch_latency: Mutex<VecDeque<f64>>,
     /// Every epoch's latency since start, in [`EPOCH_LATENCY_BOUNDS`] buckets (cumulative;
@@ -368,6 +140,9 @@ pub struct EngineState {
     pub processes: usize,
     /// Start time.
     pub started: Instant,
+    /// Per-operator records, batches and busy time of this process's workers, from timely's
+    /// logging ([`crate::introspect::install`] on every worker); `/api/dataflow` reads it.
+    pub dataflow: crate::introspect::DataflowStats,
 }
 
 impl EngineState {
@@ -392,6 +167,7 @@ impl EngineState {
             dead_by_kind: Mutex::new(BTreeMap::new()),
             by_model: Mutex::new(BTreeMap::new()),
             epochs: AtomicU64::new(0),
+            completed_below: AtomicU64::new(0),
             epoch_latency: Mutex::new(VecDeque::new()),
             epoch_latency_hist: Mutex::new(Histogram::new(&EPOCH_LATENCY_BOUNDS)),
             models: Mutex::new(Vec::new()),
@@ -404,13 +180,14 @@ impl EngineState {
             workers: 1,
             processes: 1,
             started: Instant::now(),
+            dataflow: crate::introspect::DataflowStats::new(),
         }
     }
 
     /// Counters now.
-    pub fn snapshot(&self) -> MetricsSnapshot {
+    pub fn snapshot(&self) -> EngineCounters {
         let q = self.epoch_latency_quantiles();
-        MetricsSnapshot {
+        EngineCounters {
             records_in: self.records_in.load(Ordering::Relaxed),
             parsed: self.parsed.load(Ordering::Relaxed),
             predictions: self.predictions.load(Ordering::Relaxed),
@@ -450,14 +227,7 @@ impl EngineState {
             .get(&by)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, t)| t.count > 0)
-                    .map(|(k, t)| AggregateRow {
-                        key: k.clone(),
-                        count: t.count,
-                        escalations: t.escalations,
-                        escalation_rate: t.escalations as f64 / t.count as f64,
-                        mean_score: t.score_sum_micro as f64 / 1e6 / t.count as f64,
-                    })
+                    .filter_map(|(k, t)| t.row(k))
                     .collect()
             })
             .unwrap_or_default();
@@ -482,10 +252,16 @@ impl EngineState {
         lock(&self.score_hist).clone()
     }
 
-    /// The latest `limit` decisions, newest first.
-    pub fn recent(&self, limit: usize) -> Vec<Decision> {
+    /// The latest `limit` decisions, newest first (shared: their JSON is `json`).
+    pub fn recent(&self, limit: usize) -> Vec<SharedDecision> {
         let r = lock(&self.recent);
         r.iter().rev().take(limit).cloned().collect()
+    }
+
+    /// The latest `limit` decisions, newest first, as records.
+    pub fn recent_decisions(&self, limit: usize) -> Vec<Decision> {
+        let r = lock(&self.recent);
+        r.iter().rev().take(limit).map(|d| d.decision.clone()).collect()
     }
 
     /// p50 and p99 of recent epoch latencies, seconds.
@@ -501,7 +277,7 @@ impl EngineState {
 
     /// Merges one worker's digest of a batch of decisions: each lock is taken once per
     /// batch.
-    pub(crate) fn observe_digest(&self, d: crate::outputs::DecisionDigest) {
+    pub(crate) fn observe_digest(&self, d: crate::live::DecisionDigest) {
         if d.count == 0 {
             return;
         }
@@ -511,6 +287,7 @@ impl EngineState {
             let mut m = lock(&self.by_model);
             let mut h = lock(&self.score_hist);
             for (version, stats) in d.by_model {
+                let version = version.to_string();
                 *m.entry(version.clone()).or_insert(0) += stats.count();
                 let e = h.entry(version).or_default();
                 for (b, n) in e.bins.iter_mut().zip(stats.bins) {
@@ -543,27 +320,19 @@ impl EngineState {
         l.push_back(latency_seconds);
     }
 
-    pub(crate) fn observe_dead_letter(&self, kind: &str) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn observe_dead_letters(&self, kind: &str, n: u64) {
+        self.dead_letters.fetch_add(n, Ordering::Relaxed);
         let mut m = lock(&self.dead_by_kind);
-        *m.entry(kind.to_string()).or_insert(0) += 1;
+        match m.get_mut(kind) {
+            Some(c) => *c += n,
+            None => {
+                m.insert(kind.to_string(), n);
+            }
+        }
     }
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (counters stay usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The `q` quantile (nearest rank) of sorted values; 0 for none.
-///
-/// ```
-/// assert_eq!(complaintflow_pipelines::state::quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
-/// ```
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    sorted.get(i).copied().unwrap_or(0.0)
 }

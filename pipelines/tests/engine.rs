@@ -152,11 +152,11 @@ type Key = (String, String, u64, bool, String, String, Vec<String>);
 fn key(d: &Decision) -> Key {
     (
         d.complaint_id.clone(),
-        d.model_version.clone(),
+        d.model_version.to_string(),
         d.score.to_bits(),
         d.escalate,
-        d.priority.clone(),
-        d.queue.clone(),
+        d.priority.to_string(),
+        d.queue.to_string(),
         d.reasons.clone(),
     )
 }
@@ -366,7 +366,7 @@ fn retrain_while_streaming_swaps_the_model_mid_stream() {
     let summary = engine.join().unwrap();
 
     let decisions: Vec<Decision> = read_jsonl(cfg.predictions_path.as_ref().unwrap());
-    let versions: BTreeSet<&str> = decisions.iter().map(|d| d.model_version.as_str()).collect();
+    let versions: BTreeSet<&str> = decisions.iter().map(|d| &*d.model_version).collect();
     assert_eq!(versions.len(), 2, "both versions appear: {versions:?}");
     let new = *versions.iter().find(|v| **v != "test-v1").unwrap();
     // Nothing lost: every record read was predicted (the resampled sample has no bad record).
@@ -378,14 +378,14 @@ fn retrain_while_streaming_swaps_the_model_mid_stream() {
     // The swap happens at one epoch on every worker: before it the old model, from it the new.
     let swap = decisions
         .iter()
-        .filter(|d| d.model_version == new)
+        .filter(|d| &*d.model_version == new)
         .map(|d| d.epoch)
         .min()
         .unwrap();
     assert!(swap > 0, "the swap happened mid-stream");
     for d in &decisions {
         let want = if d.epoch < swap { "test-v1" } else { new };
-        assert_eq!(d.model_version, want, "epoch {} (swap at {swap})", d.epoch);
+        assert_eq!(&*d.model_version, want, "epoch {} (swap at {swap})", d.epoch);
     }
     // The new version is registered and promoted; the state lists both.
     let registry = complaintflow_models::Registry::open(&cfg.registry_dir).unwrap();

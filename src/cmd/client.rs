@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use complaintflow::http::{AggregateAnswer, ModelsView, RetrainRequest, RetrainTicket};
+use crate::http::{AggregateAnswer, ModelsView, RetrainRequest, RetrainTicket};
 
 use crate::cli::{EngineAddr, QueryCommand, RetrainArgs};
 use crate::config::Config;

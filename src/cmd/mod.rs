@@ -27,11 +27,12 @@ macro_rules! out {
 mod client;
 mod data;
 pub mod kafka;
-mod run;
+pub mod run;
 mod train;
 
-/// Loads the configuration, installs logging and runs the subcommand.
-pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+/// Loads the configuration, installs logging and runs the subcommand (`run` with the
+/// plug-ins of `ext` added to its graph).
+pub fn dispatch(cli: Cli, ext: run::Extensions) -> Result<ExitCode> {
     let flags = FlagOverrides {
         state_dir: cli.global.state_dir.clone(),
         log_format: cli.global.log_format,
@@ -40,7 +41,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     crate::logging::init(&loaded.config.log);
     match cli.command {
         Command::Data(cmd) => data::run(cmd, &loaded.config),
-        Command::Run(a) => run::run(a, &loaded.config),
+        Command::Run(a) => run::run(a, &loaded.config, ext),
         Command::Produce(a) => kafka::produce_with(a, loaded.config.kafka.clone()),
         Command::Consume(a) => kafka::consume_with(a, loaded.config.kafka.clone()),
         Command::Query(q) => client::query(q, &loaded.config),

@@ -7,26 +7,70 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use complaintflow::engine_view::LiveView;
-use complaintflow::http::{self, EngineView, HealthStatus, HttpUiConfig};
 use complaintflow_datasets::replay::Rate;
 use complaintflow_datasets::split::is_train;
 use complaintflow_datasets::{bundled_sample_path, read_path, Format};
 use complaintflow_models::{DataInfo, Model, Registry};
-use complaintflow_operators::kafka::{
-    detect_transactions, DeliveryMode, KafkaConfig, KafkaSourceHandle, ReadMode,
-};
 use complaintflow_operators::SourcePolicy;
-use complaintflow_pipelines::kafka::{KafkaSinkHandles, KafkaSinkTopics, KafkaSinks, KafkaSource};
+use complaintflow_pipelines::kafka::{KafkaSinkTopics, KafkaSinks};
 use complaintflow_pipelines::{
-    CheckpointConfig, Dimension, EngineConfig, SinkFactory, SourceFactory, SourceSpec,
+    CheckpointConfig, DecisionOperator, Dimension, Engine, EngineConfig, EngineState, PluginEnv,
+    PluginTable, Sink, Source,
 };
+
+use crate::engine_view::LiveView;
+use crate::http::{self, EngineView, HealthStatus, HttpUiConfig};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
 
+/// What a program adds to the graph `complaintflow run` builds (see [`crate::main_with`]):
+/// sinks and decision operators always attached, and URI schemes for `--source` / `--sink`.
+pub struct Extensions {
+    /// The plug-in table (`--source` / `--sink` schemes); the built-ins by default.
+    pub table: PluginTable,
+    /// Sinks attached to every run.
+    pub sinks: Vec<Arc<dyn Sink>>,
+    /// Decision operators, in order, after `decide`.
+    pub operators: Vec<Arc<dyn DecisionOperator>>,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Extensions {
+            table: PluginTable::builtin(),
+            sinks: Vec::new(),
+            operators: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("table", &self.table)
+            .field("sinks", &self.sinks)
+            .field("operators", &self.operators)
+            .finish()
+    }
+}
+
+impl Extensions {
+    /// Adds a sink to every run.
+    pub fn sink(mut self, sink: Arc<dyn Sink>) -> Extensions {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Adds a decision operator (after those added before).
+    pub fn operator(mut self, op: Arc<dyn DecisionOperator>) -> Extensions {
+        self.operators.push(op);
+        self
+    }
+}
+
 /// Runs the engine until the source is exhausted (`--once`) or Ctrl-C.
-pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
+pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
@@ -39,14 +83,6 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
             config.registry_dir().display()
         )
     })?;
-    let kafka_topic = match a.source.as_deref().map(|s| s.split_once(':')) {
-        Some(Some(("kafka", t))) if !t.is_empty() => Some(t.to_string()),
-        Some(Some(("file", _))) | None => None,
-        _ => bail!(
-            "--source {:?}: use file:PATH or kafka:TOPIC (with --brokers HOST:PORT)",
-            a.source.as_deref().unwrap_or_default()
-        ),
-    };
     let kafka_cfg = {
         let mut k = config.kafka.clone();
         if let Some(b) = &a.brokers {
@@ -55,44 +91,94 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         k.extra.extend(a.kafka_opt.iter().cloned());
         k
     };
-    if kafka_topic.is_none() && a.until_idle.is_some() {
+    let format = a
+        .input_format
+        .parse::<Format>()
+        .map_err(|e| anyhow::anyhow!("--input-format: {e}"))?;
+    let rate = match &a.rate {
+        Some(r) => Some(
+            r.parse::<Rate>()
+                .map_err(|e| anyhow::anyhow!("--rate {r:?}: {e} (e.g. 10000/min or 500/s)"))?,
+        ),
+        None => None,
+    };
+    let default_job = a.source.is_none();
+    let source_uri = a.source.clone().unwrap_or_else(|| {
+        format!(
+            "file:{}",
+            config.state_dir.join("sample-replay.jsonl").display()
+        )
+    });
+    let on_kafka = ext.table.source_scheme(&source_uri) == Some("kafka");
+    if !on_kafka && a.until_idle.is_some() {
         bail!("--until-idle needs a Kafka source (--source kafka:TOPIC); a file source ends with --once");
     }
-    let (source_path, format) = match a.source.as_deref().and_then(|s| s.strip_prefix("file:")) {
-        Some(p) => (
-            PathBuf::from(p),
-            a.input_format
-                .parse::<Format>()
-                .map_err(|e| anyhow::anyhow!("--input-format: {e}"))?,
-        ),
-        None => (bundled_sample_path(), Format::Auto),
+    let defaults = KafkaSinkTopics::default();
+    let env = PluginEnv {
+        format: if default_job { Format::Auto } else { format },
+        kafka: kafka_cfg.clone(),
+        once: a.once,
+        rate,
+        resample: a.resample,
+        seed: a.seed,
+        kafka_dead_letters: topic_flag(
+            "--dlq-topic",
+            a.dlq_topic.as_deref(),
+            defaults.dead_letters.as_deref().filter(|_| on_kafka),
+        )?,
+        kafka_aggregates: topic_flag(
+            "--aggregates-topic",
+            a.aggregates_topic.as_deref(),
+            defaults.aggregates.as_deref().filter(|_| on_kafka),
+        )?,
+        kafka_group: kafka_cfg.group_id.clone(),
     };
-    if kafka_topic.is_none() && !source_path.is_file() {
-        bail!(
-            "source file {} not found: pass --source file:PATH",
-            source_path.display()
-        );
-    }
-    let default_job = a.source.is_none();
     let model = production_model(&registry, config, default_job)?;
     // The default job replays the part of the bundled sample the model did not train on.
-    let source_path = if default_job && a.source.is_none() {
+    if default_job {
         let out = config.state_dir.join("sample-replay.jsonl");
-        write_test_split(&source_path, &out, config)?;
-        out
+        write_test_split(&bundled_sample_path(), &out, config)?;
+    }
+    let source = ext
+        .table
+        .source(&source_uri, &env)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    source.check().map_err(|e| anyhow::anyhow!(e))?;
+    // Sinks: the `--sink` URIs; with a Kafka source and no `--sink`, the predictions topic.
+    let sink_uris: Vec<String> = if a.sink.is_empty() {
+        if on_kafka {
+            vec!["kafka:complaints-predictions".into()]
+        } else {
+            Vec::new()
+        }
     } else {
-        source_path
+        a.sink
+            .iter()
+            .filter(|s| !matches!(s.as_str(), "none" | "off"))
+            .cloned()
+            .collect()
     };
-    let kafka = kafka_wiring(&a, kafka_topic.as_deref(), &kafka_cfg)?;
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    for uri in &sink_uris {
+        sinks.push(ext.table.sink(uri, &env).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    // Dead-letter / aggregate topics without a Kafka predictions sink (`--sink none`).
+    if !sink_uris.iter().any(|u| u.starts_with("kafka:"))
+        && (env.kafka_dead_letters.is_some() || env.kafka_aggregates.is_some())
+    {
+        let topics = KafkaSinkTopics {
+            predictions: None,
+            dead_letters: env.kafka_dead_letters.clone(),
+            aggregates: env.kafka_aggregates.clone(),
+        };
+        sinks.push(Arc::new(
+            KafkaSinks::connect(kafka_cfg.clone(), topics, &env.kafka_group)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ));
+    }
+    sinks.extend(ext.sinks.iter().cloned());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = a.workers.unwrap_or(cores).max(1);
-    if workers > cores {
-        tracing::warn!(
-            workers,
-            cores,
-            "more worker threads than cores: timely slows down sharply when oversubscribed"
-        );
-    }
     let addresses = match &a.hostfile {
         Some(f) => std::fs::read_to_string(f)
             .with_context(|| format!("cannot read hostfile {}", f.display()))?
@@ -103,18 +189,9 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
             .collect(),
         None => Vec::new(),
     };
-    let rate = match &a.rate {
-        Some(r) => Some(
-            r.parse::<Rate>()
-                .map_err(|e| anyhow::anyhow!("--rate {r:?}: {e} (e.g. 10000/min or 500/s)"))?
-                .per_second()
-                .context("--rate must be positive")?,
-        ),
-        None => None,
-    };
     let state_file =
         |p: &Option<PathBuf>, name: &str| p.clone().unwrap_or_else(|| config.state_dir.join(name));
-    let mut cfg = EngineConfig {
+    let cfg = EngineConfig {
         workers,
         processes: a.processes.max(1),
         process: a.process,
@@ -122,7 +199,8 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         policy: SourcePolicy {
             max_records_per_epoch: a.max_records_per_epoch,
             trigger_interval: Duration::from_millis(a.trigger_ms.max(1)),
-            rate,
+            linger: Duration::from_micros((a.linger_ms * 1000.0).max(0.0) as u64),
+            rate: rate.and_then(Rate::per_second),
             ..SourcePolicy::default()
         },
         validation: config.data.clone(),
@@ -133,30 +211,15 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         once: a.once,
         registry_dir: config.registry_dir(),
         train: config.train.clone(),
-        sinks: None,
-        checkpoints: None,
-    };
-    if let Some(s) = &kafka.sinks {
-        let s: Arc<dyn SinkFactory> = s.clone();
-        cfg.sinks = Some(s);
-    }
-    let (source_spec, source_desc) = match &kafka.source {
-        Some(src) => {
+        sinks: sinks.clone(),
+        operators: ext.operators.clone(),
+        checkpoints: source.resumable().then(|| {
             let mut cp = CheckpointConfig::new(&config.state_dir);
             cp.interval = Duration::from_millis(a.checkpoint_ms.max(1));
-            cfg.checkpoints = Some(cp);
-            let desc = src.describe();
-            let src: Arc<dyn SourceFactory> = src.clone();
-            (SourceSpec::Custom(src), desc)
-        }
-        None => (
-            SourceSpec::File {
-                path: source_path.clone(),
-                format,
-            },
-            format!("file:{}", source_path.display()),
-        ),
+            cp
+        }),
     };
+    let source_desc = source.describe();
     let (pred, dl) = (cfg.predictions_path.clone(), cfg.dead_letters_path.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -179,7 +242,9 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         None
     };
     tracing::info!(source = %source_desc, workers, processes = cfg.processes, model = %model.version, "starting engine");
-    let engine = complaintflow_pipelines::start(cfg, source_spec, model)?;
+    let engine = Engine::builder(cfg)
+        .source(Arc::clone(&source))
+        .start(model)?;
     if let Some(e) = engine.resumed_from() {
         eprintln!(
             "resuming from the checkpoint of epoch {e} in {}",
@@ -187,14 +252,14 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         );
     }
     let idle = Arc::new(AtomicBool::new(false));
-    let watcher = match (&kafka.source, a.until_idle) {
-        (Some(src), Some(d)) => Some(watch_idle(
-            src.handle(),
-            kafka_cfg.clone(),
+    let watcher = match a.until_idle {
+        Some(d) => Some(watch_idle(
+            Arc::clone(&source),
+            engine.state(),
             d,
             Arc::clone(&idle),
         )?),
-        _ => None,
+        None => None,
     };
     let view = Arc::new(
         LiveView::new(engine.client(), registry.clone(), source_desc)
@@ -243,8 +308,10 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
         idle.store(true, Ordering::SeqCst);
         let _ = w.join();
     }
-    if let Some(h) = &kafka.sink_handles {
-        report_sinks(h, kafka.sinks.as_deref().map(KafkaSinks::topics));
+    for s in &sinks {
+        for line in s.report() {
+            eprintln!("{line}");
+        }
     }
     let summary = joined?;
     if let (Some(path), 0) = (&a.aggregates_out, a.process) {
@@ -280,13 +347,6 @@ pub fn run(a: RunArgs, config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The Kafka pieces of a run: source, sinks and their counters (all `None` without Kafka).
-struct KafkaWiring {
-    source: Option<Arc<KafkaSource>>,
-    sinks: Option<Arc<KafkaSinks>>,
-    sink_handles: Option<KafkaSinkHandles>,
-}
-
 /// `kafka:TOPIC`, `none`, or a bare topic name, as a topic.
 fn topic_flag(flag: &str, value: Option<&str>, default: Option<&str>) -> Result<Option<String>> {
     match value {
@@ -302,102 +362,23 @@ fn topic_flag(flag: &str, value: Option<&str>, default: Option<&str>) -> Result<
     }
 }
 
-/// Builds the Kafka source and sinks from the flags, checking the broker and the topics
-/// first (clear errors before any worker starts).
-fn kafka_wiring(a: &RunArgs, topic: Option<&str>, cfg: &KafkaConfig) -> Result<KafkaWiring> {
-    let defaults = KafkaSinkTopics::default();
-    let on_kafka = topic.is_some();
-    let topics = KafkaSinkTopics {
-        predictions: topic_flag(
-            "--sink",
-            a.sink.as_deref(),
-            on_kafka.then_some("complaints-predictions"),
-        )?,
-        dead_letters: topic_flag(
-            "--dlq-topic",
-            a.dlq_topic.as_deref(),
-            defaults.dead_letters.as_deref().filter(|_| on_kafka),
-        )?,
-        aggregates: topic_flag(
-            "--aggregates-topic",
-            a.aggregates_topic.as_deref(),
-            defaults.aggregates.as_deref().filter(|_| on_kafka),
-        )?,
-    };
-    if !on_kafka && topics.all().is_empty() {
-        return Ok(KafkaWiring {
-            source: None,
-            sinks: None,
-            sink_handles: None,
-        });
-    }
-    cfg.check_reachable()
-        .with_context(|| format!("Kafka at {}", cfg.brokers))?;
-    let source = match topic {
-        Some(t) => {
-            let mode = if a.once {
-                ReadMode::Bounded
-            } else {
-                ReadMode::Continuous
-            };
-            let src = KafkaSource::new(cfg.clone(), t, mode);
-            let partitions = src.check().with_context(|| format!("--source kafka:{t}"))?;
-            tracing::info!(topic = t, partitions, brokers = %cfg.brokers, ?mode, "Kafka source");
-            Some(Arc::new(src))
-        }
-        None => None,
-    };
-    let (sinks, sink_handles) = if topics.all().is_empty() {
-        (None, None)
-    } else {
-        for t in topics.all() {
-            cfg.partitions(t)
-                .with_context(|| format!("Kafka output topic {t}"))?;
-        }
-        let probe_topic = topic
-            .or(topics.predictions.as_deref())
-            .unwrap_or("complaints-input");
-        let support = detect_transactions(
-            cfg,
-            probe_topic,
-            cfg.connect_timeout().min(Duration::from_secs(10)),
-        );
-        let mode = support.mode(true, &format!("{}-engine", cfg.group_id));
-        tracing::info!(brokers = %cfg.brokers, topics = ?topics.all(), delivery = %mode, "Kafka sinks");
-        let idempotent = matches!(mode, DeliveryMode::Transactional { .. }) || cfg.idempotence;
-        eprintln!(
-            "Kafka outputs {:?}: {mode}, idempotent producers: {}",
-            topics.all(),
-            if idempotent { "yes" } else { "no" }
-        );
-        let sinks = KafkaSinks::new(cfg.clone(), mode, topics);
-        let handles = sinks.handles();
-        (Some(Arc::new(sinks)), Some(handles))
-    };
-    Ok(KafkaWiring {
-        source,
-        sinks,
-        sink_handles,
-    })
-}
-
-/// `--until-idle`: sets `idle` once no record has arrived for `idle_for` and every partition
-/// is read to its current end (checked with the broker). Runs on its own thread; stops when
-/// `idle` is set by anyone.
+/// `--until-idle`: sets `idle` once no record has arrived for `idle_for` and the source says
+/// it has read everything there is. Runs on its own thread; stops when `idle` is set by anyone.
 fn watch_idle(
-    handle: KafkaSourceHandle,
-    cfg: KafkaConfig,
+    source: Arc<dyn Source>,
+    state: Arc<EngineState>,
     idle_for: Duration,
     idle: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let t = std::thread::Builder::new()
         .name("until-idle".into())
         .spawn(move || {
-            let mut records = handle.records();
+            let read = || state.records_in.load(Ordering::Relaxed);
+            let mut records = read();
             let mut since = Instant::now();
             while !idle.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
-                let now = handle.records();
+                let now = read();
                 if now != records {
                     records = now;
                     since = Instant::now();
@@ -406,16 +387,16 @@ fn watch_idle(
                 if since.elapsed() < idle_for {
                     continue;
                 }
-                match handle.caught_up(&cfg) {
-                    Ok(true) => {
+                match source.caught_up() {
+                    Some(Ok(true)) | None => {
                         tracing::info!(records, "no input for {idle_for:?} and every partition read to its end: stopping (--until-idle)");
                         idle.store(true, Ordering::SeqCst);
                     }
-                    Ok(false) => {
+                    Some(Ok(false)) => {
                         tracing::debug!("idle but not caught up yet");
                         since = recheck_in_a_second(idle_for);
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!("--until-idle: cannot check the partitions' ends yet: {e}");
                         since = recheck_in_a_second(idle_for);
                     }
@@ -431,29 +412,6 @@ fn recheck_in_a_second(idle_for: Duration) -> Instant {
     let now = Instant::now();
     now.checked_sub(idle_for.saturating_sub(Duration::from_secs(1)))
         .unwrap_or(now)
-}
-
-/// Prints what the Kafka sinks did.
-fn report_sinks(h: &KafkaSinkHandles, topics: Option<&KafkaSinkTopics>) {
-    let Some(topics) = topics else { return };
-    for (topic, handle) in [
-        (&topics.predictions, &h.predictions),
-        (&topics.dead_letters, &h.dead_letters),
-        (&topics.aggregates, &h.aggregates),
-    ] {
-        let Some(topic) = topic else { continue };
-        let s = handle.stats();
-        eprintln!(
-            "kafka:{topic}: {} delivered, {} sent again after errors, {} failed{}",
-            s.delivered,
-            s.retried,
-            s.failed,
-            s.last_error
-                .filter(|_| s.failed > 0)
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default()
-        );
-    }
 }
 
 /// The production model; with an empty registry on the default job, trains one on the

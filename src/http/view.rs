@@ -6,6 +6,11 @@
 //! over the pipelines' live state) implements [`EngineView`]; the server never touches the
 //! dataflow directly.
 //!
+//! The types shared with the engine (aggregates, histograms, metrics, [`Dimension`]) are
+//! defined once in `complaintflow_pipelines::contract` and re-exported here; the dataflow
+//! view ([`DataflowView`]) in `complaintflow_pipelines::introspect`. The rest (health, models,
+//! history, retraining) is defined here.
+//!
 //! Conventions:
 //! - counters are cumulative since the engine started (`u64`), never reset;
 //! - rates are fractions in `[0, 1]` (`escalation_rate`, `share`), percentages are named `_pct`;
@@ -18,14 +23,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Number of score bins used for score histograms and the population stability index:
-/// ten equal-width bins over `[0, 1]`.
-pub const SCORE_BINS: usize = 10;
-
-/// Default bucket upper bounds (seconds) of the epoch latency histogram.
-pub const EPOCH_LATENCY_BOUNDS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub use complaintflow_pipelines::contract::{
+    AggregateAnswer, AggregateRow, Dimension, Histogram, HistogramSnapshot, MetricsSnapshot,
+    UnknownDimension, EPOCH_LATENCY_BOUNDS, SCORE_BINS,
+};
+pub use complaintflow_pipelines::introspect::{DataflowEdge, DataflowOperator, DataflowView};
 
 /// The engine as the HTTP layer sees it. Every method is cheap and non-blocking enough to be
 /// called from an async handler (it reads shared state behind short locks; it never waits for
@@ -60,11 +62,14 @@ pub trait EngineView: Send + Sync + 'static {
     /// Asks the engine to retrain on a historical file (`POST /api/retrain`). Returns at once
     /// with a ticket; progress shows in [`ModelsView::retraining`].
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError>;
-}
 
-/// An aggregate dimension: the `by` of `/api/aggregates` (the engine's own type).
-pub use complaintflow_pipelines::state::UnknownDimension;
-pub use complaintflow_pipelines::Dimension;
+    /// The dataflow's operators and channels with their records, batches and busy time, from
+    /// timely's logging (`GET /api/dataflow`). The default is an empty view (an engine
+    /// without a dataflow, such as a test double).
+    fn dataflow(&self) -> DataflowView {
+        DataflowView::default()
+    }
+}
 
 /// Lifecycle of the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,174 +104,6 @@ pub struct Health {
     pub epoch: Option<u64>,
     /// Why the job failed or is draining, when it is.
     pub message: Option<String>,
-}
-
-/// One row of an aggregate answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AggregateRow {
-    /// The dimension's value (a product, a state code, …; `(missing)` when the field is empty).
-    pub key: String,
-    /// Decisions with this key.
-    pub count: u64,
-    /// Escalated decisions among them.
-    pub escalations: u64,
-    /// `escalations / count`.
-    pub escalation_rate: f64,
-    /// Mean predicted P(successful resolution).
-    pub mean_score: f64,
-}
-
-/// `GET /api/aggregates?by=…&top=…`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AggregateAnswer {
-    /// The dimension asked for.
-    pub by: Dimension,
-    /// The last epoch fully reflected (`null` before the first epoch completes).
-    pub as_of: Option<u64>,
-    /// Rows by `count` descending, then `key` ascending.
-    pub rows: Vec<AggregateRow>,
-}
-
-impl AggregateAnswer {
-    /// Sum of `count` over the rows.
-    pub fn total_count(&self) -> u64 {
-        self.rows.iter().map(|r| r.count).sum()
-    }
-
-    /// Mean score over all rows, weighted by count (`None` when there are no decisions).
-    pub fn mean_score(&self) -> Option<f64> {
-        let n = self.total_count();
-        (n > 0).then(|| {
-            self.rows
-                .iter()
-                .map(|r| r.mean_score * r.count as f64)
-                .sum::<f64>()
-                / n as f64
-        })
-    }
-}
-
-/// A histogram with fixed buckets, cumulative since start, in the shape Prometheus exposes.
-///
-/// `bounds` are the bucket upper bounds (inclusive, ascending, finite); `counts` has one more
-/// entry than `bounds`: `counts[i]` counts observations `v` with `bounds[i-1] < v <= bounds[i]`,
-/// and the last entry those above the highest bound. Counts are per bucket, **not**
-/// cumulative.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HistogramSnapshot {
-    /// Bucket upper bounds, ascending.
-    pub bounds: Vec<f64>,
-    /// Observations per bucket; `bounds.len() + 1` entries.
-    pub counts: Vec<u64>,
-    /// Sum of all observations.
-    pub sum: f64,
-}
-
-impl Default for HistogramSnapshot {
-    fn default() -> Self {
-        HistogramSnapshot::with_bounds(&EPOCH_LATENCY_BOUNDS)
-    }
-}
-
-impl HistogramSnapshot {
-    /// An empty histogram with these bucket upper bounds.
-    pub fn with_bounds(bounds: &[f64]) -> HistogramSnapshot {
-        HistogramSnapshot {
-            bounds: bounds.to_vec(),
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-        }
-    }
-
-    /// An empty score histogram: [`SCORE_BINS`] equal-width bins over `[0, 1]` (bounds
-    /// `0.1, 0.2, …, 0.9`, the last bin `(0.9, 1]`).
-    pub fn scores() -> HistogramSnapshot {
-        let bounds: Vec<f64> = (1..SCORE_BINS)
-            .map(|i| i as f64 / SCORE_BINS as f64)
-            .collect();
-        HistogramSnapshot::with_bounds(&bounds)
-    }
-
-    /// A score histogram from per-bin counts of [`SCORE_BINS`] equal-width bins and the sum of
-    /// the scores. `None` when `bins` does not have [`SCORE_BINS`] entries.
-    pub fn scores_from_bins(bins: &[u64], sum: f64) -> Option<HistogramSnapshot> {
-        (bins.len() == SCORE_BINS).then(|| {
-            let mut h = HistogramSnapshot::scores();
-            h.counts.copy_from_slice(bins);
-            h.sum = sum;
-            h
-        })
-    }
-
-    /// Records one observation (NaN is counted in the last bucket and not summed).
-    pub fn observe(&mut self, v: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
-        if let Some(c) = self.counts.get_mut(i) {
-            *c += 1;
-        }
-        if v.is_finite() {
-            self.sum += v;
-        }
-    }
-
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// Whether `counts` has `bounds.len() + 1` entries and the bounds ascend.
-    pub fn is_well_formed(&self) -> bool {
-        self.counts.len() == self.bounds.len() + 1
-            && self.bounds.windows(2).all(|w| w[0] < w[1])
-            && self.bounds.iter().all(|b| b.is_finite())
-    }
-
-    /// The observations made since `earlier` (same bounds), or `None` when the bounds differ
-    /// or a count went down (the engine restarted).
-    pub fn since(&self, earlier: &HistogramSnapshot) -> Option<HistogramSnapshot> {
-        if self.bounds != earlier.bounds || self.counts.len() != earlier.counts.len() {
-            return None;
-        }
-        let counts = self
-            .counts
-            .iter()
-            .zip(&earlier.counts)
-            .map(|(a, b)| a.checked_sub(*b))
-            .collect::<Option<Vec<u64>>>()?;
-        Some(HistogramSnapshot {
-            bounds: self.bounds.clone(),
-            counts,
-            sum: self.sum - earlier.sum,
-        })
-    }
-
-    /// The `q` quantile (`0 ≤ q ≤ 1`), interpolated linearly inside the bucket that holds it
-    /// (as Prometheus' `histogram_quantile` does; the first bucket starts at 0, the overflow
-    /// bucket answers the highest bound). `None` when empty or malformed.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.count();
-        if total == 0 || !self.is_well_formed() || !(0.0..=1.0).contains(&q) {
-            return None;
-        }
-        let rank = q * total as f64;
-        let mut below = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
-            if c > 0 && (below + c) as f64 >= rank {
-                let Some(&hi) = self.bounds.get(i) else {
-                    return self.bounds.last().copied();
-                };
-                let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
-                let frac = ((rank - below as f64) / c as f64).clamp(0.0, 1.0);
-                return Some(lo + (hi - lo) * frac);
-            }
-            below += c;
-        }
-        self.bounds.last().copied()
-    }
 }
 
 /// `GET /api/models`.
@@ -309,42 +146,6 @@ pub struct LiveModel {
     pub predictions: u64,
     /// Its live scores since start, a [`HistogramSnapshot::scores`] histogram.
     pub scores: HistogramSnapshot,
-}
-
-/// Counters and histograms of the running job, cumulative since start.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricsSnapshot {
-    /// Records read from the source.
-    pub records_in: u64,
-    /// Records parsed into complaints.
-    pub parsed: u64,
-    /// Records that reached an outcome: a prediction or a dead letter
-    /// (`predictions + Σ dead_letters` once every epoch is complete).
-    pub records_processed: u64,
-    /// Decisions written.
-    pub predictions: u64,
-    /// Escalated decisions.
-    pub escalations: u64,
-    /// Dead letters by reason (the error kind: `malformed_json`, `record_too_large`, …).
-    pub dead_letters: BTreeMap<String, u64>,
-    /// Epochs complete at every output.
-    pub epochs_completed: u64,
-    /// Epoch latency: first record of the epoch ingested → epoch complete, seconds.
-    pub epoch_latency_seconds: HistogramSnapshot,
-    /// Records behind the head of the input (Kafka), `null` for sources without a lag.
-    pub consumer_lag: Option<i64>,
-    /// Whether the source has input it has not read yet (a file not yet exhausted, a Kafka
-    /// topic still open). The processing-rate alert applies only while this is true.
-    pub input_waiting: bool,
-    /// Seconds since the last checkpoint, `null` without checkpoints.
-    pub checkpoint_age_secs: Option<f64>,
-}
-
-impl MetricsSnapshot {
-    /// Dead letters over all reasons.
-    pub fn dead_letters_total(&self) -> u64 {
-        self.dead_letters.values().sum()
-    }
 }
 
 /// Complaints in one month received for one product.

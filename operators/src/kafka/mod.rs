@@ -25,7 +25,7 @@
 //! let handle = KafkaSourceHandle::new(&topic);                  // shared by all workers
 //! // on every worker:
 //! let spec = KafkaSourceSpec { start_offsets: resume.offsets_for(&topic), first_epoch: resume.epoch + 1, .. };
-//! let (raw, epoch) = kafka_source(scope, &cfg, spec, handle.clone());
+//! let raw = kafka_source(scope, &cfg, spec, handle.clone());
 //! let (acks, sink) = decisions.kafka_sink_json(&cfg, "complaints-predictions", key_fn, mode)?;
 //! acks.probe_with(&mut probe);                                   // + DLQ / aggregate sinks
 //! // worker 0, between steps: once the probe has passed epoch e:
@@ -65,7 +65,7 @@ pub use produce::{
     MALFORMED_ID_BASE, MALFORMED_KEY_PREFIX,
 };
 pub use sink::{dead_letter_payload, KafkaSink, KafkaSinkHandle, SinkStats};
-pub use source::{kafka_source, KafkaSourceHandle, KafkaSourceSpec, ReadMode};
+pub use source::{kafka_source, kafka_source_with, KafkaSourceHandle, KafkaSourceSpec, ReadMode};
 pub use txn::{detect_transactions, DeliveryMode, TxnSupport};
 
 /// The topics `scripts/kafka-up.sh` creates, with their partition counts.

@@ -96,7 +96,7 @@ impl KafkaSinkHandle {
 #[derive(Clone)]
 struct Out {
     key: Option<String>,
-    payload: Vec<u8>,
+    payload: Arc<[u8]>,
 }
 
 #[derive(Default)]
@@ -180,7 +180,7 @@ impl ProducerContext for SinkContext {
                 } else {
                     let out = Out {
                         key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        payload: Arc::from(msg.payload().unwrap_or_default()),
                     };
                     d.retry.push((epoch, out, Instant::now() + RETRY_BACKOFF));
                     self.handle.update(|s| {
@@ -252,7 +252,7 @@ pub trait KafkaSink<'s, D> {
     ) -> Result<Stream<'s, u64, Vec<u64>>, KafkaError>
     where
         KF: Fn(&D) -> Option<String> + 'static,
-        VF: Fn(&D) -> Result<Vec<u8>, String> + 'static;
+        VF: Fn(&D) -> Result<Arc<[u8]>, String> + 'static;
 
     /// [`kafka_sink`](KafkaSink::kafka_sink) with the record serialized as JSON.
     fn kafka_sink_json<KF>(
@@ -269,7 +269,9 @@ pub trait KafkaSink<'s, D> {
         Self: Sized,
     {
         self.kafka_sink(cfg, topic, mode, handle, key_fn, |d: &D| {
-            serde_json::to_vec(d).map_err(|e| e.to_string())
+            serde_json::to_vec(d)
+                .map(Arc::from)
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -286,7 +288,7 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
     ) -> Result<Stream<'s, u64, Vec<u64>>, KafkaError>
     where
         KF: Fn(&D) -> Option<String> + 'static,
-        VF: Fn(&D) -> Result<Vec<u8>, String> + 'static,
+        VF: Fn(&D) -> Result<Arc<[u8]>, String> + 'static,
     {
         let scope = self.scope();
         let index = scope.index();
@@ -410,7 +412,7 @@ impl<'s, D: 'static> KafkaSink<'s, D> for Stream<'s, u64, Vec<D>> {
                         while let Some(out) = queue.pop_front() {
                             *lock(&deliveries).pending.entry(*t).or_default() += 1;
                             let mut rec = BaseRecord::with_opaque_to(&topic, Box::new(*t))
-                                .payload(&out.payload);
+                                .payload(&*out.payload);
                             if let Some(k) = &out.key {
                                 rec = rec.key(k);
                             }

@@ -16,8 +16,8 @@
 //! errors it reports through `poll` are counted and logged, never fatal.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::config::{KafkaConfig, KafkaError};
 use super::context::{lock, HighWatermarks, TracingContext};
 use crate::record::{now_ms, Origin, RawInput};
-use crate::source::{SourceEpoch, SourcePolicy};
+use crate::source::{EpochCutter, SourceControl, SourcePolicy};
 
 /// When the source ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,8 +276,8 @@ impl KafkaSourceHandle {
 }
 
 /// Reads `spec.topic` on this worker (see the [module docs](self)). Returns the stream of
-/// raw records (origin = topic, partition, offset; `ingest_ms` = the message timestamp) and
-/// the cell with this worker's current epoch (`None` once ended), as the other sources do.
+/// raw records (origin = topic, partition, offset; `ingest_ms` = the message timestamp), cut
+/// into epochs by [`EpochCutter`] as the other sources do.
 ///
 /// Set-up failures (the consumer cannot be created, the topic is unknown, the broker does
 /// not answer within `connect_timeout_ms`) are logged, recorded in
@@ -288,11 +288,21 @@ pub fn kafka_source<'s>(
     cfg: &KafkaConfig,
     spec: KafkaSourceSpec,
     handle: KafkaSourceHandle,
-) -> (Stream<'s, u64, Vec<RawInput>>, SourceEpoch) {
+) -> Stream<'s, u64, Vec<RawInput>> {
+    kafka_source_with(scope, cfg, spec, handle, None)
+}
+
+/// [`kafka_source`] with the engine's completion probe: epochs grow while the graph is
+/// behind (see [`EpochCutter`]).
+pub fn kafka_source_with<'s>(
+    scope: Scope<'s, u64>,
+    cfg: &KafkaConfig,
+    spec: KafkaSourceSpec,
+    handle: KafkaSourceHandle,
+    progress: Option<ProbeHandle<u64>>,
+) -> Stream<'s, u64, Vec<RawInput>> {
     let index = scope.index();
     let peers = scope.peers().max(1);
-    let epoch_cell = SourceEpoch::new(spec.first_epoch);
-    let cell = epoch_cell.clone();
     lock(&handle.inner)
         .epochs
         .insert(index, Some(spec.first_epoch));
@@ -307,7 +317,7 @@ pub fn kafka_source<'s>(
         }
     };
     let worker = scope.worker();
-    let stream = source(scope, "KafkaSource", move |mut cap, info| {
+    source(scope, "KafkaSource", move |mut cap, info| {
         let activator = scope.activator_for(Rc::clone(&info.address));
         let sync = worker.sync_activator_for(info.address.to_vec());
         if let Some(r) = reader.as_mut() {
@@ -320,13 +330,14 @@ pub fn kafka_source<'s>(
         }
         let mut cap = Some(cap);
         let mut cap_epoch = spec.first_epoch;
-        let per_epoch = spec.policy.max_records_per_epoch.max(1).div_ceil(peers);
-        let interval = spec.policy.trigger_interval.max(Duration::from_micros(100));
+        let started = Instant::now();
+        let mut cut = EpochCutter::new(&spec.policy, peers, Duration::ZERO);
         let batch = spec.policy.batch.max(1);
-        let mut opened = Instant::now();
-        let mut in_epoch = 0usize;
         let mut buf: Vec<RawInput> = Vec::with_capacity(batch);
-        let stop = Arc::clone(&spec.stop);
+        let control = SourceControl {
+            stop: Arc::clone(&spec.stop),
+            progress,
+        };
         let handle = handle.clone();
         move |output| {
             let Some(c) = cap.as_mut() else { return };
@@ -342,27 +353,19 @@ pub fn kafka_source<'s>(
             let Some(r) = reader.as_mut() else {
                 finish(None, cap_epoch);
                 cap = None;
-                cell.finish_at(cap_epoch);
                 return;
             };
-            if stop.load(Ordering::Relaxed) {
+            if control.stopping() {
                 finish(Some(r), cap_epoch);
                 cap = None;
-                cell.finish_at(cap_epoch);
                 return;
             }
             r.serve_commit(&handle);
-            let now = Instant::now();
-            if now.duration_since(opened) >= interval {
-                r.close_epoch(cap_epoch, &handle);
-                cap_epoch += 1;
-                c.downgrade(&cap_epoch);
-                opened = now;
-                in_epoch = 0;
-            }
+            let now = started.elapsed();
             let mut read = 0usize;
+            let mut idle = false;
             while read < batch {
-                if in_epoch >= per_epoch {
+                if cut.full() {
                     if !buf.is_empty() {
                         output.session(&*c).give_container(&mut buf);
                         buf.clear();
@@ -370,17 +373,19 @@ pub fn kafka_source<'s>(
                     r.close_epoch(cap_epoch, &handle);
                     cap_epoch += 1;
                     c.downgrade(&cap_epoch);
-                    opened = now;
-                    in_epoch = 0;
+                    cut.closed(now);
                 }
                 match r.poll() {
                     Polled::Record(raw) => {
                         buf.push(raw);
-                        in_epoch += 1;
+                        cut.record();
                         read += 1;
                     }
                     Polled::Error(e) => r.error(e, &handle),
-                    Polled::Nothing => break,
+                    Polled::Nothing => {
+                        idle = true;
+                        break;
+                    }
                 }
             }
             if !buf.is_empty() {
@@ -391,21 +396,23 @@ pub fn kafka_source<'s>(
             if r.done() {
                 finish(Some(r), cap_epoch);
                 cap = None;
-                cell.finish_at(cap_epoch);
                 return;
             }
-            cell.set(cap_epoch);
+            if cut.should_close(now, idle, control.in_flight(cap_epoch)) {
+                r.close_epoch(cap_epoch, &handle);
+                cap_epoch += 1;
+                c.downgrade(&cap_epoch);
+                cut.closed(now);
+            }
             lock(&handle.inner).epochs.insert(index, Some(cap_epoch));
-            let to_trigger = interval.saturating_sub(now.duration_since(opened));
             if read >= batch {
                 activator.activate();
             } else {
                 // librdkafka's non-empty callback wakes us earlier when messages arrive.
-                activator.activate_after(to_trigger.min(Duration::from_millis(10)));
+                activator.activate_after(cut.wait(now).min(Duration::from_millis(10)));
             }
         }
-    });
-    (stream, epoch_cell)
+    })
 }
 
 enum Polled {
@@ -418,6 +425,8 @@ enum Polled {
 struct Reader {
     consumer: Option<BaseConsumer<TracingContext>>,
     topic: String,
+    /// The topic as every record's origin (one shared string).
+    source: Arc<str>,
     /// Partition → next offset to read (None until known).
     positions: BTreeMap<i32, Option<i64>>,
     /// Bounded mode: partition → high watermark at start.
@@ -444,6 +453,7 @@ impl Reader {
         let mut reader = Reader {
             consumer: None,
             topic: spec.topic.clone(),
+            source: Arc::from(spec.topic.as_str()),
             positions: mine
                 .iter()
                 .map(|p| (*p, spec.start_offsets.get(p).copied()))
@@ -537,7 +547,7 @@ impl Reader {
             Some(Err(e)) => Polled::Error(e.to_string()),
             Some(Ok(m)) => {
                 let origin = Origin {
-                    source: m.topic().to_string(),
+                    source: Arc::clone(&self.source),
                     partition: m.partition(),
                     offset: m.offset(),
                 };

@@ -54,7 +54,7 @@ where
         let o = Arc::clone(&o2);
         let index = worker.index();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            let (s, _epoch) = kafka_source(scope, &cfg, spec.clone(), h2.clone());
+            let s = kafka_source(scope, &cfg, spec.clone(), h2.clone());
             let (probe, _) = s
                 .inspect_core(move |ev| {
                     if let Ok((stamp, data)) = ev {

@@ -1,4 +1,4 @@
-//! Decision rules: a score becomes escalate / priority / queue, with reasons.
+//! The decision rules: a score becomes escalate / priority / queue, with reasons (the rule matcher).
 //!
 //! [`DecisionRules`] is the `[decision]` table of `complaintflow.toml`; [`decide`] is a pure
 //! function so the same rules run in the `decide` operator, in tests and in user code.
@@ -34,7 +34,7 @@
 //! ```
 //!
 //! ```
-//! use complaintflow_operators::decision::{decide, DecisionRules};
+//! use complaintflow_operators::rules::{decide, DecisionRules};
 //! use complaintflow_datasets::{Complaint, ComplaintId, Tags};
 //! let rules = DecisionRules::default();
 //! let mut c = Complaint::new(ComplaintId(7), chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap());
@@ -44,21 +44,18 @@
 //! let d = decide(&c, 0.01, false, "v0001", &rules);
 //! assert!(d.escalate);
 //! assert_eq!(d.priority, "P1");
-//! assert_eq!(d.queue, "legal-review");
+//! assert_eq!(&*d.queue, "legal-review");
 //! assert!(d.reasons.iter().any(|r| r.contains("Servicemember")));
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use complaintflow_datasets::Complaint;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
-use timely::order::TotalOrder;
-use timely::progress::Timestamp;
 
-use crate::record::{now_ms, Prediction};
+use crate::record::Prediction;
 
 /// Invalid decision rules; the message names the `decision.*` key.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -200,8 +197,8 @@ impl DecisionRules {
 pub struct Decision {
     /// CFPB complaint id.
     pub complaint_id: String,
-    /// Model version that produced `score`.
-    pub model_version: String,
+    /// Model version that produced `score` (shared by all its decisions).
+    pub model_version: Arc<str>,
     /// P(successful resolution).
     pub score: f64,
     /// The model predicts a successful resolution (`score` ≥ its decision threshold).
@@ -209,9 +206,9 @@ pub struct Decision {
     /// Whether the complaint is escalated.
     pub escalate: bool,
     /// `P1`, `P2` or `P3`.
-    pub priority: String,
-    /// Routing queue.
-    pub queue: String,
+    pub priority: Cow<'static, str>,
+    /// Routing queue (shared with the rules).
+    pub queue: Arc<str>,
     /// Every rule that fired.
     pub reasons: Vec<String>,
     /// Product.
@@ -238,18 +235,22 @@ pub struct Decision {
 /// [`CompiledRules::decide`] in a loop.
 ///
 /// ```
-/// use complaintflow_operators::decision::{CompiledRules, DecisionRules};
+/// use complaintflow_operators::rules::{CompiledRules, DecisionRules};
 /// use complaintflow_datasets::{Complaint, ComplaintId};
 /// let rules = CompiledRules::new(&DecisionRules::default());
 /// let mut c = Complaint::new(ComplaintId(3), chrono::NaiveDate::from_ymd_opt(2021, 5, 4).unwrap());
 /// c.complaint_what_happened = Some("My LAWYER says this is illegal".into());
-/// assert_eq!(rules.decide(&c, 0.5, true, "v1").queue, "legal-review");
+/// assert_eq!(rules.decide(&c, 0.5, true, "v1").queue.as_ref(), "legal-review");
 /// c.complaint_what_happened = Some("The lawyers' office issue".into()); // not whole words
-/// assert_eq!(rules.decide(&c, 0.5, true, "v1").queue, "general");
+/// assert_eq!(rules.decide(&c, 0.5, true, "v1").queue.as_ref(), "general");
 /// ```
 #[derive(Clone, Debug)]
 pub struct CompiledRules {
     rules: DecisionRules,
+    /// Product → queue, the queue names shared by every decision routed there.
+    routes: BTreeMap<String, Arc<str>>,
+    default_queue: Arc<str>,
+    legal_queue: Arc<str>,
     /// Legal terms; `None` when legal review is off or there are no terms.
     legal: Option<LegalMatcher>,
 }
@@ -295,6 +296,13 @@ impl CompiledRules {
         };
         CompiledRules {
             rules: rules.clone(),
+            routes: rules
+                .routes
+                .iter()
+                .map(|(p, q)| (p.clone(), Arc::from(q.as_str())))
+                .collect(),
+            default_queue: Arc::from(rules.default_queue.as_str()),
+            legal_queue: Arc::from(rules.legal_queue.as_str()),
             legal,
         }
     }
@@ -390,16 +398,16 @@ impl CompiledRules {
         reasons
     }
 
-    fn queue(&self, c: &Complaint, v: &Verdict) -> String {
-        let r = &self.rules;
+    fn queue(&self, c: &Complaint, v: &Verdict) -> Arc<str> {
         if v.legal_term.is_some() {
-            return r.legal_queue.clone();
+            return Arc::clone(&self.legal_queue);
         }
-        c.product
-            .as_deref()
-            .and_then(|p| r.routes.get(p))
-            .unwrap_or(&r.default_queue)
-            .clone()
+        Arc::clone(
+            c.product
+                .as_deref()
+                .and_then(|p| self.routes.get(p))
+                .unwrap_or(&self.default_queue),
+        )
     }
 
     /// Applies the rules to a scored complaint (see [`decide`]).
@@ -413,7 +421,7 @@ impl CompiledRules {
         let v = self.verdict(c, score);
         Decision {
             complaint_id: c.complaint_id.0.to_string(),
-            model_version: model_version.to_string(),
+            model_version: Arc::from(model_version),
             score,
             predicted_success,
             escalate: v.escalate,
@@ -465,13 +473,12 @@ impl CompiledRules {
     }
 }
 
-fn priority_name(band: u8) -> String {
-    match band {
+fn priority_name(band: u8) -> Cow<'static, str> {
+    Cow::Borrowed(match band {
         1 => "P1",
         2 => "P2",
         _ => "P3",
-    }
-    .to_string()
+    })
 }
 
 /// Applies the rules to a scored complaint. `epoch`, `ingest_ms` and `decided_ms` are left 0
@@ -479,11 +486,11 @@ fn priority_name(band: u8) -> String {
 /// in a loop, build a [`CompiledRules`] once and call its `decide`.
 ///
 /// ```
-/// use complaintflow_operators::decision::{decide, DecisionRules};
+/// use complaintflow_operators::rules::{decide, DecisionRules};
 /// use complaintflow_datasets::{Complaint, ComplaintId};
 /// let c = Complaint::new(ComplaintId(1), chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap());
 /// let d = decide(&c, 0.5, true, "v1", &DecisionRules::default());
-/// assert!(!d.escalate && d.priority == "P3" && d.queue == "general" && d.reasons.is_empty());
+/// assert!(!d.escalate && d.priority == "P3" && &*d.queue == "general" && d.reasons.is_empty());
 /// ```
 pub fn decide(
     c: &Complaint,
@@ -493,80 +500,6 @@ pub fn decide(
     rules: &DecisionRules,
 ) -> Decision {
     CompiledRules::new(rules).decide(c, score, predicted_success, model_version)
-}
-
-/// A timestamp that names an epoch (the number written in [`Decision::epoch`]).
-pub trait AsEpoch {
-    /// The epoch number.
-    ///
-    /// ```
-    /// use complaintflow_operators::decision::AsEpoch;
-    /// assert_eq!(7u64.as_epoch(), 7);
-    /// ```
-    fn as_epoch(&self) -> u64;
-}
-
-impl AsEpoch for u64 {
-    fn as_epoch(&self) -> u64 {
-        *self
-    }
-}
-
-impl AsEpoch for u32 {
-    fn as_epoch(&self) -> u64 {
-        u64::from(*self)
-    }
-}
-
-impl AsEpoch for usize {
-    fn as_epoch(&self) -> u64 {
-        *self as u64
-    }
-}
-
-/// `decide`: predictions → decisions.
-pub trait Decide<'s, T: Timestamp + TotalOrder + AsEpoch> {
-    /// Applies the rules ([`decide`]) to every prediction and stamps `epoch`, `ingest_ms` and
-    /// `decided_ms`. Data-parallel: no exchange.
-    ///
-    /// ```
-    /// use complaintflow_operators::prelude::*;
-    /// use complaintflow_operators::record::{Origin, Parsed, Prediction};
-    /// use complaintflow_datasets::{Complaint, ComplaintId};
-    /// use timely::dataflow::operators::{ToStream, Inspect};
-    /// timely::example(|scope| {
-    ///     let c = Complaint::new(ComplaintId(1), chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap());
-    ///     let p = Prediction { parsed: Parsed { complaint: c, origin: Origin::file("x", 0), ingest_ms: 5 },
-    ///                          score: 0.01, predicted_success: false, model_version: "v1".into() };
-    ///     vec![p].to_stream(scope).container::<Vec<_>>()
-    ///         .decide(&DecisionRules::default())
-    ///         .inspect(|d| assert!(d.escalate && d.priority == "P1" && d.ingest_ms == 5));
-    /// });
-    /// ```
-    fn decide(self, rules: &DecisionRules) -> Stream<'s, T, Vec<Decision>>;
-}
-
-impl<'s, T: Timestamp + TotalOrder + AsEpoch> Decide<'s, T> for Stream<'s, T, Vec<Prediction>> {
-    fn decide(self, rules: &DecisionRules) -> Stream<'s, T, Vec<Decision>> {
-        let rules = CompiledRules::new(rules);
-        self.unary(Pipeline, "Decide", move |_cap, _info| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let epoch = cap.least().map_or(0, AsEpoch::as_epoch);
-                    let now = now_ms();
-                    let mut session = output.session(&cap);
-                    for batch in data {
-                        for p in batch.drain(..) {
-                            let mut d = rules.decide_owned(p);
-                            d.epoch = epoch;
-                            d.decided_ms = now;
-                            session.give(d);
-                        }
-                    }
-                });
-            }
-        })
-    }
 }
 
 #[cfg(test)]
@@ -594,7 +527,7 @@ mod tests {
         assert!(!decide(&c, r.escalate_below, false, "v", &r).escalate);
         assert!(decide(&c, below(r.escalate_below), false, "v", &r).escalate);
         let d = decide(&c, 0.5, false, "v", &r);
-        assert_eq!((d.priority.as_str(), d.queue.as_str()), ("P3", "general"));
+        assert_eq!((d.priority.as_ref(), d.queue.as_ref()), ("P3", "general"));
         assert!(d.reasons.is_empty());
     }
 
@@ -604,10 +537,10 @@ mod tests {
         let mut c = complaint();
         c.product = Some("Mortgage".into());
         c.complaint_what_happened = Some("The courtesy call was pursued".into());
-        assert_eq!(decide(&c, 0.5, false, "v", &r).queue, "mortgage");
+        assert_eq!(decide(&c, 0.5, false, "v", &r).queue.as_ref(), "mortgage");
         c.complaint_what_happened = Some("I will take legal action in COURT.".into());
         let d = decide(&c, 0.5, false, "v", &r);
-        assert_eq!(d.queue, "legal-review");
+        assert_eq!(&*d.queue, "legal-review");
         assert!(d.reasons[0].contains("legal action"));
     }
 

@@ -6,7 +6,7 @@
 //! [`Clock`](complaintflow_datasets::replay::Clock), so tests can use a `ManualClock`.
 //!
 //! ```
-//! use complaintflow_operators::rate::RateLimit;
+//! use complaintflow_operators::rate_limit::RateLimit;
 //! use complaintflow_datasets::replay::Rate;
 //! use timely::dataflow::operators::{ToStream, Capture};
 //! use timely::dataflow::operators::capture::Extract;
@@ -37,7 +37,7 @@ use timely::progress::Timestamp;
 /// ```
 /// use std::time::Duration;
 /// use complaintflow_datasets::replay::ManualClock;
-/// use complaintflow_operators::rate::Pacer;
+/// use complaintflow_operators::rate_limit::Pacer;
 /// let clock = ManualClock::new();
 /// let mut p = Pacer::new(Some(100.0), clock.clone());
 /// assert_eq!(p.allowed(), (1, None)); // the first record is due at once

@@ -1,0 +1,402 @@
+//! The worker: builds the three dataflows and steps them, serving the control channel
+//! between steps (never blocking: `step_or_park(1 ms)`, `try_recv`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use complaintflow_datasets::{Complaint, RawRecords};
+use complaintflow_models::{DataInfo, Registry, TrainConfig};
+use complaintflow_operators::prelude::*;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Input;
+use timely::dataflow::InputHandle;
+
+use super::graph::{build_main, Main};
+use super::{
+    serving, Broadcasted, Control, EngineConfig, FatalError, RetrainRequest, Shared, TrainResult,
+};
+use crate::plugin::Source;
+use crate::state::lock;
+
+/// One worker: the control, main and retraining dataflows, then the step loop.
+pub(crate) fn run_worker(
+    worker: &mut timely::worker::Worker,
+    cfg: &EngineConfig,
+    source: &Arc<dyn Source>,
+    initial: &[ModelUpdate],
+    shared: &Shared<'_>,
+) {
+    crate::introspect::install(worker, &shared.state.dataflow);
+    let leader = worker.index() == 0;
+    let process_first = worker.index().is_multiple_of(cfg.workers.max(1));
+    let mut control_in: InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>> =
+        InputHandle::new();
+    // 1. Control: Stop from global worker 0 reaches every worker of every process.
+    worker.dataflow::<u64, _, _>(|scope| {
+        let stop = Arc::clone(shared.stop);
+        scope.input_from(&mut control_in).broadcast().sink(
+            Pipeline,
+            "Control",
+            move |(input, _)| {
+                input.for_each_stamp(|_cap, data| {
+                    for batch in data {
+                        for msg in batch.drain(..) {
+                            match msg {
+                                Broadcasted::Stop => stop.store(true, Ordering::SeqCst),
+                            }
+                        }
+                    }
+                });
+            },
+        );
+    });
+    // 2. Main dataflow.
+    let main = build_main(worker, cfg, source, initial, shared);
+    // 3. Retraining.
+    let (train_tx, train_rx) = channel::<TrainResult>();
+    let requests: Rc<RefCell<BTreeMap<u64, RetrainRequest>>> = Rc::default();
+    let mut retrain_in: InputHandle<u64, CapacityContainerBuilder<Vec<RawInput>>> =
+        InputHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let raw = scope.input_from(&mut retrain_in);
+        let (parsed, dead) = raw.parse_complaints(&cfg.validation);
+        let mut gathered: BTreeMap<u64, Vec<Complaint>> = BTreeMap::new();
+        let default_train = cfg.train.clone();
+        let registry_dir = cfg.registry_dir.clone();
+        let st = Arc::clone(shared.state);
+        let reqs = Rc::clone(&requests);
+        parsed.sink(
+            Exchange::new(|_: &Parsed| 0u64),
+            "Trainer",
+            move |(input, frontier)| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(t) = cap.least().copied() else {
+                        return;
+                    };
+                    let rows = gathered.entry(t).or_default();
+                    for batch in data {
+                        rows.extend(batch.drain(..).map(|p| p.complaint));
+                    }
+                });
+                let ready: Vec<u64> = reqs
+                    .borrow()
+                    .keys()
+                    .copied()
+                    .filter(|t| !frontier.less_equal(t))
+                    .collect();
+                for t in ready {
+                    let Some(req) = reqs.borrow_mut().remove(&t) else {
+                        continue;
+                    };
+                    let rows = gathered.remove(&t).unwrap_or_default();
+                    let cfg = req
+                        .train_config
+                        .clone()
+                        .unwrap_or_else(|| default_train.clone());
+                    let (dir, tx, st) = (registry_dir.clone(), train_tx.clone(), Arc::clone(&st));
+                    let msg = format!(
+                        "training on {} valid complaints from {}",
+                        rows.len(),
+                        req.path.display()
+                    );
+                    tracing::info!("{msg}");
+                    lock(&st.retrain_log).push(msg);
+                    let spawned = std::thread::Builder::new()
+                        .name("complaintflow-train".into())
+                        .spawn(move || {
+                            let r = train_and_register(&rows, &cfg, &dir, &req);
+                            let _ = tx.send(r);
+                        });
+                    if let Err(e) = spawned {
+                        lock(&st.retrain_log).push(format!("cannot start training: {e}"));
+                    }
+                }
+            },
+        );
+        let st = Arc::clone(shared.state);
+        dead.sink(
+            Exchange::new(|_: &DeadLetter| 0u64),
+            "RetrainRejected",
+            move |(input, _)| {
+                let mut n = 0usize;
+                input.for_each_stamp(|_cap, data| {
+                    for batch in data {
+                        n += batch.len();
+                        batch.clear();
+                    }
+                });
+                if n > 0 {
+                    lock(&st.retrain_log).push(format!(
+                        "{n} records of the retraining data were rejected by validation"
+                    ));
+                }
+            },
+        );
+    });
+    // Only global worker 0 feeds the control and retraining inputs: the others close theirs
+    // at once (an open input would hold those dataflows' frontiers back).
+    let driver = Driver {
+        cfg,
+        source,
+        shared,
+        leader,
+        process_first,
+        main,
+        control_in: leader.then_some(control_in),
+        retrain_in: leader.then_some(retrain_in),
+        control: if leader { lock(shared.control).take() } else { None },
+        requests,
+        train_rx,
+        reader: None,
+        training: 0,
+        last_poll: Instant::now(),
+    };
+    driver.run(worker);
+}
+
+/// The step loop's state on one worker.
+struct Driver<'a> {
+    cfg: &'a EngineConfig,
+    source: &'a Arc<dyn Source>,
+    shared: &'a Shared<'a>,
+    leader: bool,
+    process_first: bool,
+    main: Main,
+    control_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>>>,
+    retrain_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<RawInput>>>>,
+    control: Option<std::sync::mpsc::Receiver<Control>>,
+    requests: Rc<RefCell<BTreeMap<u64, RetrainRequest>>>,
+    train_rx: std::sync::mpsc::Receiver<TrainResult>,
+    reader: Option<(RawRecords<std::io::BufReader<std::fs::File>>, Arc<str>, i64)>,
+    training: usize,
+    last_poll: Instant,
+}
+
+impl Driver<'_> {
+    fn run(mut self, worker: &mut timely::worker::Worker) {
+        loop {
+            let active = worker.step_or_park(Some(Duration::from_millis(1)));
+            let source_done = self.main.source_done.done();
+            if self.leader && source_done {
+                self.shared.state.input_waiting.store(false, Ordering::Relaxed);
+            }
+            self.poll_source(source_done);
+            self.serve_control();
+            self.feed_retraining();
+            self.collect_trained();
+            let stopping = self.shared.stop.load(Ordering::Relaxed);
+            let idle_done = self.cfg.once && (self.training == 0 || !self.leader);
+            if source_done && (stopping || idle_done) {
+                self.retrain_in = None;
+                self.control_in = None;
+                self.reader = None;
+            }
+            if !active {
+                break;
+            }
+        }
+    }
+
+    /// Lag and failures of the source, every 200 ms, on the first worker of each process.
+    fn poll_source(&mut self, source_done: bool) {
+        if !self.process_first || self.last_poll.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last_poll = Instant::now();
+        let state = self.shared.state;
+        if self.leader {
+            let lag = self.source.lag();
+            *lock(&state.consumer_lag) = lag;
+            if let (Some(l), false) = (lag, source_done) {
+                state.input_waiting.store(l > 0, Ordering::Relaxed);
+            }
+        }
+        if let Some(e) = self.source.fatal() {
+            let fatal = self.shared.fatal;
+            if lock(fatal).is_none() {
+                tracing::error!(source = %self.source.describe(), "the source failed, stopping: {e}");
+                *lock(fatal) = Some(FatalError::Source(e));
+                self.stop_everything();
+            }
+        }
+    }
+
+    fn stop_everything(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(c) = self.control_in.as_mut() {
+            c.send(Broadcasted::Stop);
+            let t = *c.time() + 1;
+            c.advance_to(t);
+        }
+    }
+
+    fn serve_control(&mut self) {
+        let state = self.shared.state;
+        let mut msgs = Vec::new();
+        if let Some(rx) = self.control.as_ref() {
+            while let Ok(msg) = rx.try_recv() {
+                msgs.push(msg);
+            }
+        }
+        for msg in msgs {
+            match msg {
+                Control::Shutdown => self.stop_everything(),
+                Control::AbTest { version, fraction } => {
+                    let loaded =
+                        Registry::open(&self.cfg.registry_dir).and_then(|r| r.load_model(&version));
+                    match loaded {
+                        Ok(model) => {
+                            let u = ModelUpdate {
+                                model,
+                                role: ModelRole::Candidate { fraction },
+                            };
+                            let serving_now = serving(&u, self.main.feed.epoch());
+                            match self.main.feed.send(u) {
+                                Some(at) => {
+                                    lock(&state.retrain_log).push(format!(
+                                        "A/B test: {version} scores {:.1}% of complaints from epoch {at}",
+                                        fraction * 100.0
+                                    ));
+                                    state.note_model(serving_now);
+                                }
+                                None => lock(&state.retrain_log).push(format!(
+                                    "A/B test with {version} refused: the source has finished"
+                                )),
+                            }
+                        }
+                        Err(e) => lock(&state.retrain_log)
+                            .push(format!("A/B test with {version} refused: {e}")),
+                    }
+                }
+                Control::Retrain(req) => {
+                    let Some(input) = self.retrain_in.as_ref() else {
+                        lock(&state.retrain_log)
+                            .push("retraining refused: the engine is stopping".into());
+                        continue;
+                    };
+                    match RawRecords::from_path(
+                        &req.path,
+                        req.format,
+                        self.cfg.validation.max_record_bytes,
+                    ) {
+                        Ok(r) if self.reader.is_none() => {
+                            let t = *input.time();
+                            tracing::info!(path = %req.path.display(), "retraining requested");
+                            self.reader = Some((r, Arc::from(req.path.display().to_string()), 0));
+                            self.requests.borrow_mut().insert(t, req);
+                            self.training += 1;
+                        }
+                        Ok(_) => lock(&state.retrain_log).push(format!(
+                            "retraining from {} refused: another retraining file is still being read",
+                            req.path.display()
+                        )),
+                        Err(e) => lock(&state.retrain_log).push(format!(
+                            "retraining from {} failed: {e}",
+                            req.path.display()
+                        )),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds a bounded batch of the retraining file per step (never blocks the worker).
+    fn feed_retraining(&mut self) {
+        let (Some((records, name, next)), Some(input)) =
+            (self.reader.as_mut(), self.retrain_in.as_mut())
+        else {
+            return;
+        };
+        let mut exhausted = false;
+        for _ in 0..2_000 {
+            let origin = Origin::file(Arc::clone(name), *next);
+            match records.next() {
+                Some(Ok(r)) => input.send(RawInput::new(r.bytes, origin)),
+                Some(Err(e)) => input.send(RawInput::framing_error(
+                    Vec::new(),
+                    origin,
+                    e.kind.as_str(),
+                    e.message,
+                )),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+            *next += 1;
+        }
+        if exhausted {
+            let t = *input.time() + 1;
+            input.advance_to(t);
+            self.reader = None;
+        }
+    }
+
+    /// Hands trained versions to the model feed.
+    fn collect_trained(&mut self) {
+        let state = self.shared.state;
+        while let Ok(result) = self.train_rx.try_recv() {
+            self.training = self.training.saturating_sub(1);
+            match result {
+                Ok((model, ab)) => {
+                    let role = match ab {
+                        Some(fraction) => ModelRole::Candidate { fraction },
+                        None => ModelRole::Production,
+                    };
+                    let u = ModelUpdate { model, role };
+                    let serving_now = serving(&u, self.main.feed.epoch());
+                    let version = u.model.version.clone();
+                    let role = u.role.clone();
+                    match self.main.feed.send(u) {
+                        Some(at) => {
+                            let msg = format!("{version} ({role:?}) scores from epoch {at}");
+                            tracing::info!("{msg}");
+                            lock(&state.retrain_log).push(msg);
+                            state.note_model(serving_now);
+                        }
+                        None => lock(&state.retrain_log).push(format!(
+                            "{version} registered; the source has finished, so it scores nothing in this run"
+                        )),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("retraining failed: {e}");
+                    lock(&state.retrain_log).push(format!("retraining failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
+fn train_and_register(
+    rows: &[Complaint],
+    cfg: &TrainConfig,
+    dir: &std::path::Path,
+    req: &RetrainRequest,
+) -> TrainResult {
+    let outcome = complaintflow_models::train(rows, cfg, &mut |_| {}).map_err(|e| e.to_string())?;
+    let registry = Registry::open(dir).map_err(|e| e.to_string())?;
+    let data = DataInfo::from_file(&req.path, rows.len() as u64).unwrap_or(DataInfo {
+        path: Some(req.path.display().to_string()),
+        sha256: None,
+        records: Some(rows.len() as u64),
+    });
+    let meta = registry
+        .register(&outcome, data)
+        .map_err(|e| e.to_string())?;
+    if req.ab_fraction.is_none() {
+        registry.promote(&meta.version).map_err(|e| e.to_string())?;
+    }
+    let model = registry
+        .load_model(&meta.version)
+        .map_err(|e| e.to_string())?;
+    Ok((model, req.ab_fraction))
+}
