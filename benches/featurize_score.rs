@@ -4,16 +4,20 @@
 //! Data: the 5,370 real complaints of `complaints-dev.json`, RESAMPLED (uniformly with
 //! replacement, fixed seed) to 1,000,000 records with fresh complaint ids — synthetic
 //! replication of real records, not new real data. `CF_BENCH_RECORDS` overrides the count.
-//! Each configuration trains its model on the real dev file first (2 folds, one penalty:
-//! the weights' values do not affect throughput).
+//! Each feature configuration trains an LR model on the real dev file first (2 folds, one
+//! penalty: the weights' values do not affect throughput). The `family_*` entries score with
+//! the model the default `train` configuration fits on the dev file (its selected tree count
+//! and leaves), as LR only, trees only and blend: the served hot path.
 //!
 //! `cargo bench -p complaintflow-models --bench featurize_score`
+//! (`CF_BENCH_RECORDS=200000` for a quicker run; per-complaint time = time / records).
 
 use std::hint::black_box;
 
 use complaintflow_datasets::{Complaint, ComplaintId};
 use complaintflow_models::{
-    train, FeatureConfig, Model, SparseFeatures, TextVectorizer, TrainConfig,
+    train, FamilyChoice, FeatureConfig, GbdtConfig, Model, ModelFamily, SparseFeatures,
+    TemporalConfig, TextVectorizer, TrainConfig,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -41,9 +45,46 @@ fn model_for(real: &[Complaint], features: FeatureConfig) -> Model {
         folds: 2,
         alphas: vec![3.0],
         max_iterations: 60,
+        family: FamilyChoice::Lr,
+        fit_on_all: false,
+        gbdt: GbdtConfig {
+            max_rounds: 20,
+            max_leaves: vec![7],
+            ..GbdtConfig::default()
+        },
+        temporal: TemporalConfig {
+            enabled: false,
+            ..TemporalConfig::default()
+        },
         ..TrainConfig::default()
     };
     train(real, &cfg, &mut |_| {}).expect("training").model
+}
+
+/// The default configuration's model, forced to the blend so that it carries both parts,
+/// then viewed as each family.
+fn family_models(real: &[Complaint]) -> Vec<(&'static str, Model)> {
+    let cfg = TrainConfig {
+        family: FamilyChoice::Blend,
+        ..TrainConfig::default()
+    };
+    let out = train(real, &cfg, &mut |_| {}).expect("training");
+    let blend = out.model;
+    let trees = blend.trees.as_ref().map_or(0, |t| t.ensemble.roots.len());
+    eprintln!(
+        "  default model: {trees} trees × ≤ {} leaves, blend LR weight {:.2}",
+        out.report.gbdt_leaves, blend.lr_weight
+    );
+    let mut lr = blend.clone();
+    lr.family = ModelFamily::Lr;
+    lr.trees = None;
+    let mut gbdt = blend.clone();
+    gbdt.family = ModelFamily::Gbdt;
+    vec![
+        ("family_lr", lr),
+        ("family_gbdt", gbdt),
+        ("family_blend", blend),
+    ]
 }
 
 fn bench(c: &mut Criterion) {
@@ -117,6 +158,19 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_secs(1));
     group.measurement_time(std::time::Duration::from_secs(5));
+    for (name, model) in family_models(&real) {
+        let mut buf = SparseFeatures::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut positives = 0usize;
+                for c in &data {
+                    let p = model.score(c, &mut buf);
+                    positives += usize::from(model.predict(p));
+                }
+                black_box(positives)
+            })
+        });
+    }
     let mut default_model = None;
     for (name, features) in configs {
         let model = model_for(&real, features);

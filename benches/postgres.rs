@@ -132,7 +132,12 @@ fn batches(ds: &[SharedDecision], epoch_len: usize) -> Vec<EpochBatch> {
                 Default::default();
             for d in chunk {
                 let p = products
-                    .entry(d.decision.product.clone().unwrap_or_else(|| "(missing)".into()))
+                    .entry(
+                        d.decision
+                            .product
+                            .clone()
+                            .unwrap_or_else(|| "(missing)".into()),
+                    )
                     .or_default();
                 p.0 += 1;
                 p.1 += i64::from(d.decision.escalate);
@@ -144,14 +149,16 @@ fn batches(ds: &[SharedDecision], epoch_len: usize) -> Vec<EpochBatch> {
                 dead_letters: Vec::new(),
                 aggregate_changes: products
                     .into_iter()
-                    .map(|(key, (count, escalations, score_sum_micro))| AggregateChange {
-                        epoch: e,
-                        dimension: complaintflow_pipelines::Dimension::Product,
-                        key,
-                        count,
-                        escalations,
-                        score_sum_micro,
-                    })
+                    .map(
+                        |(key, (count, escalations, score_sum_micro))| AggregateChange {
+                            epoch: e,
+                            dimension: complaintflow_pipelines::Dimension::Product,
+                            key,
+                            count,
+                            escalations,
+                            score_sum_micro,
+                        },
+                    )
                     .collect(),
             }
         })
@@ -214,11 +221,7 @@ fn sink_phase(url: &str, cfg: &PostgresConfig, ds: Vec<SharedDecision>, epoch_le
                 dead_letters,
                 aggregate_changes,
             };
-            let (probe, _) = s2
-                .build(scope, &outputs)
-                .expect("build")
-                .remove(0)
-                .probe();
+            let (probe, _) = s2.build(scope, &outputs).expect("build").remove(0).probe();
             (din, lin, ain, probe)
         });
         for (e, chunk) in ds.chunks(epoch_len.max(1)).enumerate() {

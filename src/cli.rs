@@ -55,7 +55,8 @@ pub enum Command {
     /// Ask a running engine to retrain from historical JSON and swap the new model in
     /// without a restart.
     Retrain(RetrainArgs),
-    /// Train a model (cross-validated logistic regression) and register it as a candidate.
+    /// Train a model (cross-validated logistic regression, gradient-boosted trees and their
+    /// blend; temporal out-of-time evaluation) and register it as a candidate.
     Train(TrainArgs),
     /// List, inspect, promote and roll back registered model versions.
     #[command(subcommand)]
@@ -233,9 +234,41 @@ pub struct TrainArgs {
     /// Share of labelled complaints used for training [default: [train] train_fraction = 0.75].
     #[arg(long, value_name = "F")]
     pub train_fraction: Option<f64>,
-    /// Promote the new version to production right away.
+    /// Model family served: `auto` picks the best out-of-time AUC [default: [train] family =
+    /// auto].
+    #[arg(long, value_enum, value_name = "FAMILY")]
+    pub family: Option<TrainFamily>,
+    /// Promote the new version to production if it passes the promotion gate: its
+    /// out-of-time AUC must beat the production model's by [train] promotion_margin.
     #[arg(long)]
     pub promote: bool,
+    /// With --promote: promote even if the gate says no.
+    #[arg(long, requires = "promote")]
+    pub force: bool,
+}
+
+/// Model family of `train --family`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TrainFamily {
+    /// Logistic regression.
+    Lr,
+    /// Gradient-boosted trees.
+    Gbdt,
+    /// LR + trees blend.
+    Blend,
+    /// Best out-of-time AUC.
+    Auto,
+}
+
+impl From<TrainFamily> for complaintflow_models::FamilyChoice {
+    fn from(f: TrainFamily) -> Self {
+        match f {
+            TrainFamily::Lr => complaintflow_models::FamilyChoice::Lr,
+            TrainFamily::Gbdt => complaintflow_models::FamilyChoice::Gbdt,
+            TrainFamily::Blend => complaintflow_models::FamilyChoice::Blend,
+            TrainFamily::Auto => complaintflow_models::FamilyChoice::Auto,
+        }
+    }
 }
 
 /// Train/test split of `train`.
@@ -275,6 +308,28 @@ pub enum ModelsCommand {
     },
     /// Put the previous production version back.
     Rollback,
+    /// Compare two versions on a labelled file: AUC with a bootstrap interval, PR-AUC,
+    /// log-loss, ECE, F1 at each model's threshold, per product, and the AUC difference.
+    Compare {
+        /// First version (e.g. v0001, or `production`).
+        #[arg(value_name = "A")]
+        a: String,
+        /// Second version.
+        #[arg(value_name = "B")]
+        b: String,
+        /// Labelled complaints to score (any supported format).
+        #[arg(long = "data", value_name = "FILE")]
+        data: PathBuf,
+        /// Input format (auto-detected by default).
+        #[arg(long = "input-format", value_name = "FORMAT", default_value = "auto")]
+        input_format: String,
+        /// Bootstrap resamples of the intervals.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        resamples: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `complaintflow data …`

@@ -37,6 +37,9 @@ pub struct Config {
     pub dashboard: crate::http::DashboardConfig,
     /// Alert rules evaluated inside `run`.
     pub alerts: crate::http::AlertsConfig,
+    /// The PostgreSQL sink of `run --sink postgres://…`.
+    #[serde(default)]
+    pub postgres: complaintflow_pipelines::sinks::postgres::PostgresConfig,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             kafka: complaintflow_operators::kafka::KafkaConfig::default(),
             dashboard: crate::http::DashboardConfig::default(),
             alerts: crate::http::AlertsConfig::default(),
+            postgres: complaintflow_pipelines::sinks::postgres::PostgresConfig::default(),
         }
     }
 }
@@ -134,7 +138,15 @@ pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
 
 /// `COMPLAINTFLOW_*` variables that are not configuration keys: flags' environment
 /// variables (`--config`, `--brokers`) and those of the scripts and tests.
-const NON_CONFIG_ENV: [&str; 5] = ["config", "brokers", "tools", "cache", "require_kafka"];
+const NON_CONFIG_ENV: [&str; 7] = [
+    "config",
+    "brokers",
+    "tools",
+    "cache",
+    "require_kafka",
+    "require_postgres",
+    "postgres_url",
+];
 
 /// The environment layer: `PREFIX*` variables, nested keys split at `__`, minus
 /// [`NON_CONFIG_ENV`]. Any other unknown key is an error that names it.

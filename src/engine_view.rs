@@ -31,7 +31,7 @@ use complaintflow_pipelines as pl;
 use pl::EngineClient;
 
 use crate::http::view::{
-    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
+    AggregateAnswer, DataflowView, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
     HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
     RetrainRequest, RetrainTicket, VolumePoint,
 };
@@ -325,15 +325,6 @@ pub fn compute_profile(
     })
 }
 
-fn non_negative(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn score_histogram(s: Option<&pl::state::ScoreStats>) -> HistogramSnapshot {
-    s.and_then(|s| HistogramSnapshot::scores_from_bins(&s.bins, s.sum))
-        .unwrap_or_else(HistogramSnapshot::scores)
-}
-
 impl EngineView for LiveView {
     fn health(&self) -> Health {
         let st = self.client.state();
@@ -354,22 +345,8 @@ impl EngineView for LiveView {
     }
 
     fn aggregates(&self, by: Dimension, top: Option<usize>) -> AggregateAnswer {
-        let a = self.client.state().aggregates(by, top);
-        AggregateAnswer {
-            by,
-            as_of: a.as_of,
-            rows: a
-                .rows
-                .into_iter()
-                .map(|r| AggregateRow {
-                    key: r.key,
-                    count: non_negative(r.count),
-                    escalations: non_negative(r.escalations),
-                    escalation_rate: r.escalation_rate,
-                    mean_score: r.mean_score,
-                })
-                .collect(),
-        }
+        // The engine's answer is the contract type: no conversion.
+        self.client.state().aggregates(by, top)
     }
 
     fn recent(&self, limit: usize) -> Vec<serde_json::Value> {
@@ -402,7 +379,9 @@ impl EngineView for LiveView {
                 version: m.version.clone(),
                 share: m.fraction.unwrap_or((1.0 - candidate_share).max(0.0)),
                 predictions: by_model.get(&m.version).copied().unwrap_or(0),
-                scores: score_histogram(stats.get(&m.version)),
+                scores: stats
+                    .get(&m.version)
+                    .map_or_else(HistogramSnapshot::scores, pl::state::ScoreStats::histogram),
             })
             .collect();
         let training_scores = production
@@ -429,12 +408,6 @@ impl EngineView for LiveView {
     fn metrics(&self) -> MetricsSnapshot {
         let st = self.client.state();
         let m = st.snapshot();
-        let h = st.epoch_latency_histogram();
-        let latency = HistogramSnapshot {
-            bounds: h.bounds,
-            counts: h.counts,
-            sum: h.sum,
-        };
         let consumer_lag = *st.consumer_lag.lock().unwrap_or_else(|p| p.into_inner());
         let checkpoint_age_secs = st
             .last_checkpoint
@@ -449,7 +422,7 @@ impl EngineView for LiveView {
             escalations: m.escalations,
             dead_letters: m.dead_letters_by_kind,
             epochs_completed: m.epochs,
-            epoch_latency_seconds: latency,
+            epoch_latency_seconds: st.epoch_latency_histogram(),
             consumer_lag,
             input_waiting: st.input_waiting.load(Ordering::Relaxed),
             checkpoint_age_secs,
@@ -469,7 +442,7 @@ impl EngineView for LiveView {
                 Some(VolumePoint {
                     month: month.to_string(),
                     product: product.to_string(),
-                    count: non_negative(r.count),
+                    count: r.count,
                 })
             })
             .collect();
@@ -492,6 +465,10 @@ impl EngineView for LiveView {
             live,
             as_of: live_ans.as_of,
         }
+    }
+
+    fn dataflow(&self) -> DataflowView {
+        self.client.state().dataflow.snapshot()
     }
 
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError> {

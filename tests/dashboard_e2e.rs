@@ -104,6 +104,12 @@ return {
     latencyLatest: tid('sys-latency-latest').dataset.value,
     throughputCanvas: !!q('#sys-throughput canvas'),
   },
+  dataflow: { operators: Number(tid('dataflow').dataset.operators), edges: Number(tid('dataflow').dataset.edges),
+    note: tid('dataflow-note').textContent,
+    ops: qa('#dataflow g.op').map((g) => ({ id: Number(g.dataset.id), name: g.dataset.name,
+      label: g.querySelector('text.name').textContent, stats: g.querySelector('text.stats').textContent,
+      visible: g.getBoundingClientRect().width > 0 })),
+    edgeEnds: qa('#dataflow path.edge').map((p) => [Number(p.dataset.from), Number(p.dataset.to)]) },
   alerts: { count: Number(tid('alerts').dataset.count), title: q('#alerts-title').textContent,
     rules: qa('#alert-rules .rule').map((r) => r.dataset.key) },
 };
@@ -494,6 +500,74 @@ async fn the_dashboard_shows_every_panel_consistent_with_the_api() {
     assert!(metrics["consumer_lag"].is_null());
     assert_eq!(sys["lag"].as_u64(), Some(0));
     assert!(sys["lagText"].as_str().unwrap().starts_with("n/a"));
+
+    // The dataflow panel: one box per operator of /api/dataflow (the dataflow scopes are the
+    // blocks), with its name, and one curve per channel between two drawn operators.
+    let df = get_json(&addr, "/api/dataflow").unwrap();
+    let api_ops: BTreeMap<u64, String> = df["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["address"].as_array().unwrap().len() >= 2)
+        .map(|o| {
+            (
+                o["id"].as_u64().unwrap(),
+                o["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(api_ops.len() >= 5, "{df}");
+    let d = &s["dataflow"];
+    let dom_ops: BTreeMap<u64, String> = d["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_u64().unwrap(),
+                o["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(dom_ops, api_ops, "the panel shows the operators /api/dataflow lists");
+    assert_eq!(d["operators"].as_u64(), Some(api_ops.len() as u64));
+    for o in d["ops"].as_array().unwrap() {
+        let name = o["name"].as_str().unwrap();
+        let label = o["label"].as_str().unwrap();
+        let prefix: String = name.chars().take(21).collect();
+        assert!(label == name || label.starts_with(&prefix), "{label} for {name}");
+        let stats = o["stats"].as_str().unwrap();
+        assert!(stats.contains("rec/s") && stats.contains("busy"), "{stats}");
+        assert!(o["visible"].as_bool().unwrap(), "{o}");
+    }
+    let api_edges: Vec<(u64, u64)> = df["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].as_u64().unwrap(), e["to"].as_u64().unwrap()))
+        .filter(|(f, t)| f != t && api_ops.contains_key(f) && api_ops.contains_key(t))
+        .collect();
+    let mut dom_edges: Vec<(u64, u64)> = d["edgeEnds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap(), e[1].as_u64().unwrap()))
+        .collect();
+    let mut want = api_edges.clone();
+    want.sort_unstable();
+    dom_edges.sort_unstable();
+    assert_eq!(dom_edges, want);
+    assert!(!want.is_empty());
+    // Every record the source read went through the graph: some operator received them all.
+    let most_in = df["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["records_in"].as_u64())
+        .max()
+        .unwrap();
+    assert!(most_in >= expected, "{most_in} < {expected}");
+    assert!(d["note"].as_str().unwrap().contains("workers"));
 
     // The alerts strip: every rule of /api/alerts, and as many active ones.
     let alerts = get_json(&addr, "/api/alerts").unwrap();

@@ -1,6 +1,7 @@
 //! HTTP contract of the query API, in-process over the `FakeView` test double: parameter
 //! validation (400 naming the parameter), unknown routes (404 JSON), the JSON shapes, and the
-//! `/metrics` exposition formats.
+//! `/metrics` exposition formats, the byte-exact JSON of the shared contract types, and
+//! `/api/dataflow` over a real (small) timely dataflow observed through its logging.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tower::ServiceExt;
 mod fake_view;
 
 use fake_view::FakeView;
-use http::view::{Dimension, RetrainError};
+use http::view::{DataflowView, Dimension, RetrainError};
 
 struct Answer {
     status: StatusCode,
@@ -335,4 +336,235 @@ async fn metrics_negotiates_text_004_and_openmetrics() {
             .collect()
     };
     assert_eq!(samples(&om), samples(&body));
+}
+
+#[tokio::test]
+async fn shared_contract_types_serialize_byte_for_byte_as_before() {
+    // The engine and the HTTP layer share these types (complaintflow_pipelines::contract);
+    // their JSON is the API: field order and names must not move.
+    let view = Arc::new(FakeView::new());
+    let a = get(&view, "/api/aggregates?by=product&top=1").await;
+    assert_eq!(
+        String::from_utf8(a.body).unwrap(),
+        r#"{"by":"product","as_of":6,"rows":[{"key":"Debt collection","count":60,"escalations":15,"escalation_rate":0.25,"mean_score":0.12}]}"#
+    );
+    let m = get(&view, "/api/metrics").await;
+    assert_eq!(
+        String::from_utf8(m.body).unwrap(),
+        concat!(
+            r#"{"records_in":110,"parsed":104,"records_processed":108,"predictions":100,"escalations":23,"#,
+            r#""dead_letters":{"malformed_json":6,"missing_field":2},"epochs_completed":6,"#,
+            r#""epoch_latency_seconds":{"bounds":[0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1.0,2.5,5.0,10.0,30.0],"#,
+            r#""counts":[0,1,1,0,0,2,0,1,0,0,1,0,0,0,0],"sum":1.766},"#,
+            r#""consumer_lag":42,"input_waiting":true,"checkpoint_age_secs":null}"#
+        )
+    );
+    let models = get(&view, "/api/models").await.json();
+    assert_eq!(
+        models["live"][0]["scores"]["bounds"],
+        serde_json::json!([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    );
+}
+
+/// A real dataflow on 2 worker threads, input → map → exchange → count → probe, fed
+/// `records` records in epochs of 1,000, observed through timely's logging.
+fn observed_dataflow(records: u64) -> DataflowView {
+    use complaintflow_pipelines::introspect::{install, DataflowStats};
+    use timely::container::CapacityContainerBuilder;
+    use timely::dataflow::channels::pact::Exchange;
+    use timely::dataflow::operators::generic::Operator;
+    use timely::dataflow::operators::vec::Map;
+    use timely::dataflow::operators::{Input, Probe};
+    use timely::dataflow::{InputHandle, ProbeHandle};
+
+    let stats = DataflowStats::new();
+    let s = stats.clone();
+    timely::execute(timely::Config::process(2), move |worker| {
+        install(worker, &s);
+        let (index, peers) = (worker.index() as u64, worker.peers() as u64);
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<u64>>> = InputHandle::new();
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .map(|x| x + 1)
+                .unary::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+                    Exchange::new(|x: &u64| *x),
+                    "Count",
+                    |_, _| {
+                        let mut n = 0u64;
+                        move |input, output| {
+                            input.for_each(|cap, data| {
+                                n += data.len() as u64;
+                                output.session(&cap).give(n);
+                            });
+                        }
+                    },
+                )
+                .probe_with(&probe);
+        });
+        for (i, x) in (index..records).step_by(peers as usize).enumerate() {
+            input.send(x);
+            if i % 1000 == 999 {
+                input.advance_to(input.time() + 1);
+                while probe.less_than(input.time()) {
+                    worker.step();
+                }
+            }
+        }
+    })
+    .unwrap()
+    .join()
+    .into_iter()
+    .for_each(|r| r.unwrap());
+    stats.snapshot()
+}
+
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test]
+async fn dataflow_lists_operators_with_counters_rates_and_edges() {
+    let view = Arc::new(FakeView::new());
+    // Before an engine has run: an empty graph.
+    let empty = get(&view, "/api/dataflow").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.content_type.starts_with("application/json"));
+    let e = empty.json();
+    assert_eq!(e["operators"], serde_json::json!([]));
+    assert_eq!(e["edges"], serde_json::json!([]));
+    assert_eq!(e["workers"], 0);
+
+    let records = 20_000;
+    let observed = observed_dataflow(records);
+    *view.dataflow.lock().unwrap() = observed.clone();
+    let a = get(&view, "/api/dataflow").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(a.body.clone()).unwrap(),
+        serde_json::to_string(&observed).unwrap(),
+        "the view, serialized as is"
+    );
+    let j = a.json();
+    assert_eq!(
+        keys(&j),
+        ["edges", "interval_ms", "operators", "untracked_events", "workers"]
+    );
+    assert_eq!(j["workers"], 2);
+    assert!(j["interval_ms"].as_f64().unwrap() > 0.0);
+    let ops = j["operators"].as_array().unwrap();
+    for o in ops {
+        assert_eq!(
+            keys(o),
+            [
+                "address",
+                "batches",
+                "batches_out",
+                "batches_per_s",
+                "busy_ms",
+                "busy_pct",
+                "dataflow",
+                "id",
+                "name",
+                "records_in",
+                "records_in_per_s",
+                "records_out",
+                "records_out_per_s",
+                "schedules",
+                "scope",
+                "shut_down"
+            ]
+        );
+        assert_eq!(o["dataflow"], o["address"][0]);
+        assert!((0.0..=100.0).contains(&o["busy_pct"].as_f64().unwrap()), "{o}");
+    }
+    let by_name = |n: &str| {
+        ops.iter()
+            .find(|o| o["name"] == n)
+            .unwrap_or_else(|| panic!("no {n} in {j}"))
+    };
+    // Every record through the map (summed over both workers) and into the count.
+    assert_eq!(by_name("FlatMap")["records_in"], records);
+    assert_eq!(by_name("FlatMap")["records_out"], records);
+    assert_eq!(by_name("Count")["records_in"], records);
+    assert!(by_name("Count")["busy_ms"].as_f64().unwrap() > 0.0);
+    assert!(by_name("Count")["records_in_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(by_name("Dataflow")["scope"], true);
+    // Edges name operators of the list; input → map → count → probe is a chain.
+    let ids: Vec<&serde_json::Value> = ops.iter().map(|o| &o["id"]).collect();
+    let edges = j["edges"].as_array().unwrap();
+    for e in edges {
+        assert_eq!(
+            keys(e),
+            [
+                "batches",
+                "channel",
+                "dataflow",
+                "from",
+                "from_port",
+                "records",
+                "records_per_s",
+                "to",
+                "to_port"
+            ]
+        );
+        assert!(ids.contains(&&e["from"]) && ids.contains(&&e["to"]), "{e}");
+    }
+    let edge = |from: &str, to: &str| {
+        edges
+            .iter()
+            .find(|e| e["from"] == by_name(from)["id"] && e["to"] == by_name(to)["id"])
+            .unwrap_or_else(|| panic!("no edge {from} → {to} in {j}"))
+    };
+    assert_eq!(edge("Input", "FlatMap")["records"], records);
+    assert_eq!(edge("FlatMap", "Count")["records"], records);
+    assert_eq!(edge("Count", "Probe")["records"], by_name("Count")["records_out"]);
+}
+
+/// An [`http::EngineView`] that does not implement `dataflow`: the trait's default answers.
+struct NoDataflow(FakeView);
+
+impl http::EngineView for NoDataflow {
+    fn health(&self) -> http::Health {
+        self.0.health()
+    }
+    fn aggregates(&self, by: Dimension, top: Option<usize>) -> http::AggregateAnswer {
+        self.0.aggregates(by, top)
+    }
+    fn recent(&self, limit: usize) -> Vec<serde_json::Value> {
+        self.0.recent(limit)
+    }
+    fn models(&self) -> http::ModelsView {
+        self.0.models()
+    }
+    fn metrics(&self) -> http::MetricsSnapshot {
+        self.0.metrics()
+    }
+    fn history(&self) -> http::HistoryView {
+        self.0.history()
+    }
+    fn retrain(&self, req: http::RetrainRequest) -> Result<http::RetrainTicket, RetrainError> {
+        self.0.retrain(req)
+    }
+}
+
+#[tokio::test]
+async fn a_view_without_a_dataflow_serves_an_empty_graph() {
+    let fake = FakeView::new();
+    *fake.dataflow.lock().unwrap() = observed_dataflow(2_000);
+    let view: Arc<dyn http::EngineView> = Arc::new(NoDataflow(fake));
+    let (app, _monitor) = http::app(view, http::HttpUiConfig::default());
+    let resp = app
+        .oneshot(Request::get("/api/dataflow").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"workers": 0, "interval_ms": null, "operators": [], "edges": [], "untracked_events": 0})
+    );
 }

@@ -16,7 +16,7 @@ use complaintflow_operators::kafka::{
 };
 use complaintflow_pipelines::kafka::{KafkaSinkTopics, KafkaSinks, KafkaSource};
 use complaintflow_pipelines::{
-    start, CheckpointConfig, Dimension, EngineConfig, RunSummary, SinkFactory, SourceSpec,
+    start, CheckpointConfig, Dimension, EngineConfig, RunSummary, Sink, SourceSpec,
 };
 
 fn model() -> Model {
@@ -51,7 +51,7 @@ fn run(
     cfg.policy.trigger_interval = Duration::from_millis(200);
     let sinks = KafkaSinks::new(kafka.clone(), mode.clone(), KafkaSinkTopics::default());
     let handles = sinks.handles();
-    cfg.sinks = Some(Arc::new(sinks) as Arc<dyn SinkFactory>);
+    cfg.sinks = vec![Arc::new(sinks) as Arc<dyn Sink>];
     cfg.checkpoints = Some(CheckpointConfig::new(dir));
     let source = Arc::new(KafkaSource::new(
         kafka.clone(),

@@ -211,6 +211,113 @@ pub enum ClassBalance {
     Duplicate,
 }
 
+/// Which model family `train` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FamilyChoice {
+    /// Logistic regression.
+    Lr,
+    /// Gradient-boosted trees.
+    Gbdt,
+    /// LR + trees, margins mixed by the weight that maximises out-of-fold AUC.
+    Blend,
+    /// The family with the best out-of-time AUC (the temporal evaluation). Default.
+    #[default]
+    Auto,
+}
+
+/// How raw margins become probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationMethod {
+    /// Platt scaling on out-of-fold margins (rank-preserving). Default.
+    #[default]
+    Platt,
+    /// Isotonic regression on out-of-fold margins (may tie scores).
+    Isotonic,
+    /// `σ(margin)` as fitted.
+    None,
+}
+
+/// Gradient-boosted trees (see `gbdt`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GbdtConfig {
+    /// Most boosting rounds; cross-validation picks the best multiple of `eval_every` up to
+    /// this. Default `400`.
+    pub max_rounds: usize,
+    /// Rounds between cross-validation checkpoints. Default `20`.
+    pub eval_every: usize,
+    /// Shrinkage. Default `0.05`.
+    pub learning_rate: f64,
+    /// Leaves-per-tree grid searched by cross-validation. Default `[15, 31]`.
+    pub max_leaves: Vec<usize>,
+    /// Depth limit. Default `8`.
+    pub max_depth: usize,
+    /// Fewest training rows in a leaf. Default `40`.
+    pub min_leaf: usize,
+    /// L2 penalty on leaf values. Default `5.0`.
+    pub lambda: f64,
+    /// Row share sampled per tree. Default `0.8`.
+    pub subsample: f64,
+    /// Feature share sampled per tree. Default `0.8`.
+    pub feature_fraction: f64,
+    /// Quantile bins per feature (≤ 256). Default `64`.
+    pub max_bins: usize,
+    /// Smoothing count `m` of the target encodings. Default `20.0`.
+    pub target_smoothing: f64,
+    /// Seed of the row / feature sampling. Default `17`.
+    pub seed: u64,
+}
+
+impl Default for GbdtConfig {
+    fn default() -> Self {
+        GbdtConfig {
+            max_rounds: 400,
+            eval_every: 20,
+            learning_rate: 0.05,
+            max_leaves: vec![15, 31],
+            max_depth: 8,
+            min_leaf: 40,
+            lambda: 5.0,
+            subsample: 0.8,
+            feature_fraction: 0.8,
+            max_bins: 64,
+            target_smoothing: 20.0,
+            seed: 17,
+        }
+    }
+}
+
+/// The temporal evaluation: labelled complaints sorted by `date_received` and cut at fixed
+/// dates into train / validation / test / out-of-time windows holding these shares of the
+/// rows (a date never straddles two windows). Models with the selected hyperparameters are
+/// fitted on the train window, calibrated on the validation window and scored on the test
+/// and out-of-time windows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemporalConfig {
+    /// Run it. Default `true`.
+    pub enabled: bool,
+    /// Share of the validation window. Default `0.1`.
+    pub validation_fraction: f64,
+    /// Share of the test window. Default `0.1`.
+    pub test_fraction: f64,
+    /// Share of the out-of-time window (the newest complaints). Default `0.15`.
+    pub out_of_time_fraction: f64,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        TemporalConfig {
+            enabled: true,
+            validation_fraction: 0.1,
+            test_fraction: 0.1,
+            out_of_time_fraction: 0.15,
+        }
+    }
+}
+
 /// Training configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -240,8 +347,23 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Number of top positive and negative weights reported. Default `15`.
     pub importance_top_n: usize,
-    /// Bins of the calibration table. Default `10`.
+    /// Bins of the calibration table (and of the ECE). Default `10`.
     pub calibration_bins: usize,
+    /// Served family. Default [`FamilyChoice::Auto`].
+    pub family: FamilyChoice,
+    /// Calibration. Default [`CalibrationMethod::Platt`].
+    pub calibration: CalibrationMethod,
+    /// Fit the served model on every labelled complaint once hyperparameters, family and
+    /// calibration are chosen (test metrics come from the model fitted on the training split).
+    /// Default `true`.
+    pub fit_on_all: bool,
+    /// A challenger is promoted over the production model only when its out-of-time AUC is
+    /// at least this much higher. Default `0.0`.
+    pub promotion_margin: f64,
+    /// Trees.
+    pub gbdt: GbdtConfig,
+    /// Temporal windows.
+    pub temporal: TemporalConfig,
 }
 
 impl Default for TrainConfig {
@@ -260,6 +382,12 @@ impl Default for TrainConfig {
             threads: 2,
             importance_top_n: 15,
             calibration_bins: 10,
+            family: FamilyChoice::Auto,
+            calibration: CalibrationMethod::Platt,
+            fit_on_all: true,
+            promotion_margin: 0.0,
+            gbdt: GbdtConfig::default(),
+            temporal: TemporalConfig::default(),
         }
     }
 }
@@ -300,6 +428,47 @@ impl TrainConfig {
             return Err(ModelError::Config(
                 "calibration_bins = 0: at least 1".into(),
             ));
+        }
+        let g = &self.gbdt;
+        if g.max_rounds == 0 || g.eval_every == 0 || g.max_leaves.is_empty() {
+            return Err(ModelError::Config(
+                "gbdt.max_rounds, gbdt.eval_every and gbdt.max_leaves must be non-empty / positive"
+                    .into(),
+            ));
+        }
+        if g.max_leaves.iter().any(|&l| l < 2) || g.max_depth == 0 {
+            return Err(ModelError::Config(
+                "gbdt.max_leaves entries must be at least 2 and gbdt.max_depth at least 1".into(),
+            ));
+        }
+        let unit = |x: f64| x > 0.0 && x <= 1.0;
+        if !(unit(g.learning_rate) && unit(g.subsample) && unit(g.feature_fraction)) {
+            return Err(ModelError::Config(
+                "gbdt.learning_rate, gbdt.subsample and gbdt.feature_fraction must be in (0, 1]"
+                    .into(),
+            ));
+        }
+        if !((2..=256).contains(&g.max_bins) && g.lambda >= 0.0 && g.target_smoothing >= 0.0) {
+            return Err(ModelError::Config(
+                "gbdt.max_bins must be 2..=256; gbdt.lambda and gbdt.target_smoothing ≥ 0".into(),
+            ));
+        }
+        let t = &self.temporal;
+        let shares = [
+            t.validation_fraction,
+            t.test_fraction,
+            t.out_of_time_fraction,
+        ];
+        if shares.iter().any(|s| !(*s > 0.0 && *s < 1.0)) || shares.iter().sum::<f64>() >= 0.9 {
+            return Err(ModelError::Config(format!(
+                "temporal fractions {shares:?}: each in (0, 1), together below 0.9"
+            )));
+        }
+        if !(self.promotion_margin.is_finite() && self.promotion_margin >= -1.0) {
+            return Err(ModelError::Config(format!(
+                "promotion_margin = {}: a finite AUC difference",
+                self.promotion_margin
+            )));
         }
         Ok(())
     }

@@ -41,10 +41,15 @@
 //! are dropped before sorting) and readable feature names.
 #![warn(missing_docs)]
 
+pub mod calibrate;
+pub mod compare;
 pub mod config;
+pub mod encode;
 pub mod error;
+pub mod gbdt;
 pub mod hash;
 mod lexicon;
+mod linear;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
@@ -52,15 +57,19 @@ pub mod registry;
 mod text;
 pub mod train;
 
+pub use calibrate::Calibration;
+pub use compare::{compare, promotion_gate, Comparison, GateDecision, ModelEvaluation};
 pub use config::{
-    CategoricalField, ClassBalance, FeatureConfig, SplitMethod, TextVectorizer, TrainConfig,
+    CalibrationMethod, CategoricalField, ClassBalance, FamilyChoice, FeatureConfig, GbdtConfig,
+    SplitMethod, TemporalConfig, TextVectorizer, TrainConfig,
 };
 pub use error::ModelError;
 pub use metrics::{CalibrationBin, ConfusionMatrix, Metrics};
-pub use model::{sha256_file, Model, MODEL_SCHEMA_VERSION};
+pub use model::{sha256_file, Model, ModelFamily, TreeModel, MODEL_SCHEMA_VERSION};
 pub use pipeline::{FeaturePipeline, FittedPipeline, SparseFeatures, SparseRows};
 pub use registry::{DataInfo, Registry, Stage, VersionMetadata};
 pub use train::{
-    importance, train, train_on_split, CvPoint, FeatureWeight, RowCounts, Timings, TrainOutcome,
-    TrainProgress, TrainReport, TrainStage,
+    importance, temporal_assignment, train, train_on_split, CvPoint, FamilyReport, FeatureWeight,
+    GbdtCvPoint, RowCounts, Timings, TrainOutcome, TrainProgress, TrainReport, TrainStage,
+    WindowInfo,
 };

@@ -210,6 +210,56 @@ pub fn calibration_table(scores: &[f64], labels: &[bool], bins: usize) -> Vec<Ca
         .collect()
 }
 
+/// Expected calibration error: Σ over `bins` equal-width probability bins of
+/// (bin share × |mean predicted − observed rate|).
+pub fn expected_calibration_error(scores: &[f64], labels: &[bool], bins: usize) -> f64 {
+    let n = scores.len().min(labels.len());
+    if n == 0 {
+        return 0.0;
+    }
+    calibration_table(&scores[..n], &labels[..n], bins)
+        .iter()
+        .map(|b| b.count as f64 / n as f64 * (b.mean_predicted - b.observed_rate).abs())
+        .sum()
+}
+
+/// A percentile bootstrap interval of the AUC: `(low, high)` at `level` (e.g. 0.95) from
+/// `resamples` resamples with a fixed seed (deterministic). `None` when the AUC is undefined.
+pub fn auc_bootstrap_ci(
+    scores: &[f64],
+    labels: &[bool],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    auc_roc(scores, labels)?;
+    let n = scores.len().min(labels.len());
+    let mut s = seed | 1;
+    let mut aucs = Vec::with_capacity(resamples);
+    let mut bs = vec![0.0; n];
+    let mut bl = vec![false; n];
+    for _ in 0..resamples.max(1) {
+        for k in 0..n {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let i = (s % n as u64) as usize;
+            bs[k] = scores[i];
+            bl[k] = labels[i];
+        }
+        if let Some(a) = auc_roc(&bs, &bl) {
+            aucs.push(a);
+        }
+    }
+    if aucs.is_empty() {
+        return None;
+    }
+    aucs.sort_by(f64::total_cmp);
+    let q = |p: f64| aucs[((p * (aucs.len() - 1) as f64).round() as usize).min(aucs.len() - 1)];
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+    Some((q(tail), q(1.0 - tail)))
+}
+
 /// Evaluation of scores against labels at a threshold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -239,6 +289,10 @@ pub struct Metrics {
     pub confusion: ConfusionMatrix,
     /// Calibration table.
     pub calibration: Vec<CalibrationBin>,
+    /// Expected calibration error over the calibration table's bins (0 in metadata written
+    /// before it was recorded).
+    #[serde(default)]
+    pub ece: f64,
 }
 
 impl Metrics {
@@ -269,6 +323,7 @@ impl Metrics {
             f1: confusion.f1(),
             confusion,
             calibration: calibration_table(scores, labels, bins),
+            ece: expected_calibration_error(scores, labels, bins),
         }
     }
 }
@@ -288,6 +343,7 @@ impl fmt::Display for Metrics {
         )?;
         writeln!(f, "  AUC-ROC         {:>8}", opt(self.auc_roc))?;
         writeln!(f, "  AUC-PR          {:>8}", opt(self.auc_pr))?;
+        writeln!(f, "  ECE             {:>8.4}", self.ece)?;
         writeln!(
             f,
             "  log-loss        {:>8.4}   Brier {:.4}",

@@ -57,6 +57,8 @@ struct Scratch {
     stats: TextStats,
     terms: Vec<(u32, f32)>,
     numeric: Vec<f32>,
+    /// The tree model's dense row.
+    dense: Vec<f32>,
 }
 
 impl SparseFeatures {
@@ -99,6 +101,13 @@ impl SparseFeatures {
         self.values.clear();
     }
 
+    /// The first `n` values (the numeric block, which starts every vector) and the dense-row
+    /// scratch of the tree model.
+    pub(crate) fn numeric_and_dense(&mut self, n: usize) -> (&[f32], &mut Vec<f32>) {
+        let n = n.min(self.values.len());
+        (&self.values[..n], &mut self.scratch.dense)
+    }
+
     /// The vector as a dense `Vec` of length `dim` (entries past `dim` are ignored).
     pub fn to_dense(&self, dim: usize) -> Vec<f32> {
         let mut v = vec![0.0; dim];
@@ -129,6 +138,37 @@ impl SparseRows {
     /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Appends a row (indices strictly increasing).
+    pub fn push_row(&mut self, indices: &[u32], values: &[f32]) {
+        if self.indptr.is_empty() {
+            self.indptr.push(0);
+        }
+        self.indices.extend_from_slice(indices);
+        self.values.extend_from_slice(values);
+        self.indptr.push(self.indices.len());
+    }
+
+    /// The rows `rows` (in that order) as a new matrix.
+    pub fn select(&self, rows: &[usize]) -> SparseRows {
+        let mut m = SparseRows {
+            indptr: vec![0],
+            ..SparseRows::default()
+        };
+        for &r in rows {
+            if let Some((i, v)) = self.row(r) {
+                m.push_row(i, v);
+            } else {
+                m.push_row(&[], &[]);
+            }
+        }
+        m
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
     }
 
     /// Row `r` as `(indices, values)`; `None` past the end.
@@ -409,6 +449,15 @@ impl FeaturePipeline {
     /// Fits the pipeline on training complaints: categorical indexes, years, vocabulary /
     /// IDF, numeric means and deviations. Labels and outcome fields are never read.
     pub fn fit(cfg: &FeatureConfig, train: &[Complaint]) -> Result<FittedPipeline, ModelError> {
+        let refs: Vec<&Complaint> = train.iter().collect();
+        Self::fit_refs(cfg, &refs)
+    }
+
+    /// [`FeaturePipeline::fit`] on borrowed complaints.
+    pub fn fit_refs(
+        cfg: &FeatureConfig,
+        train: &[&Complaint],
+    ) -> Result<FittedPipeline, ModelError> {
         cfg.validate()?;
         if train.is_empty() {
             return Err(ModelError::NotEnoughData(
@@ -440,7 +489,7 @@ impl FeaturePipeline {
         let mut cat_counts: Vec<StrMap<u32>> = vec![StrMap::default(); fields.len()];
         let mut year_counts: IdMap<u32> = IdMap::default();
 
-        for c in train {
+        for &c in train {
             stats = TextStats::default();
             if needs_text_analysis(cfg) {
                 if let Some(text) = c.narrative() {
@@ -636,6 +685,11 @@ impl FittedPipeline {
         self.training_rows
     }
 
+    /// Width of the numeric block (the first columns of every vector).
+    pub fn numeric_len(&self) -> usize {
+        self.numeric.names.len()
+    }
+
     /// Number of text columns (vocabulary size or hashing dimension; 0 when text is off).
     pub fn text_dim(&self) -> usize {
         self.text.as_ref().map_or(0, |t| t.width() as usize)
@@ -657,6 +711,7 @@ impl FittedPipeline {
             stats,
             terms,
             numeric,
+            ..
         } = scratch;
         terms.clear();
         *stats = TextStats::default();

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ClassBalance, FeatureConfig};
 use crate::metrics::Metrics;
-use crate::model::{read_json, sha256_file, write_atomic, Model};
-use crate::train::{CvPoint, RowCounts, TrainOutcome};
+use crate::model::{read_json, sha256_file, write_atomic, Model, ModelFamily};
+use crate::train::{CvPoint, FamilyReport, GbdtCvPoint, RowCounts, TrainOutcome, WindowInfo};
 use crate::ModelError;
 
 /// Lifecycle stage of a version.
@@ -94,6 +94,18 @@ pub struct Hyperparameters {
     pub threshold: f64,
     /// Feature configuration.
     pub features: FeatureConfig,
+    /// Served family (`lr` in metadata written before trees existed).
+    #[serde(default)]
+    pub family: ModelFamily,
+    /// Tree leaves per tree (0 before trees existed).
+    #[serde(default)]
+    pub gbdt_leaves: usize,
+    /// Tree rounds.
+    #[serde(default)]
+    pub gbdt_rounds: usize,
+    /// Blend weight of the LR margin.
+    #[serde(default)]
+    pub blend_lr_weight: f64,
 }
 
 /// `metadata.json` of a version.
@@ -119,6 +131,18 @@ pub struct VersionMetadata {
     pub test_metrics: Metrics,
     /// Feature dimension.
     pub dim: usize,
+    /// Tree cross-validation.
+    #[serde(default)]
+    pub gbdt_cv: Vec<GbdtCvPoint>,
+    /// Per-family hash-test, temporal-test and out-of-time figures.
+    #[serde(default)]
+    pub families: Vec<FamilyReport>,
+    /// Temporal windows of the evaluation.
+    #[serde(default)]
+    pub windows: Vec<WindowInfo>,
+    /// Out-of-time AUC of the served family (what the promotion gate compares).
+    #[serde(default)]
+    pub out_of_time_auc: Option<f64>,
     /// `complaintflow-models` version (and `COMPLAINTFLOW_GIT_SHA` when set at build time).
     pub code_version: String,
 }
@@ -299,10 +323,18 @@ impl Registry {
                     class_balance: r.class_balance,
                     threshold: r.threshold,
                     features: r.features.clone(),
+                    family: r.family,
+                    gbdt_leaves: r.gbdt_leaves,
+                    gbdt_rounds: r.gbdt_rounds,
+                    blend_lr_weight: r.blend_lr_weight,
                 },
                 cv: r.cv.clone(),
                 test_metrics: r.test.clone(),
                 dim: r.dim,
+                gbdt_cv: r.gbdt_cv.clone(),
+                families: r.families.clone(),
+                windows: r.windows.clone(),
+                out_of_time_auc: r.out_of_time_auc(),
                 code_version: code_version(),
             };
             let mut model = outcome.model.clone();
@@ -400,6 +432,33 @@ impl std::fmt::Display for VersionMetadata {
             "hyperparams    alpha {} of {:?}, {} folds, threshold {:.4}, {:?}, dim {}",
             h.alpha, h.alphas, h.folds, h.threshold, h.class_balance, self.dim
         )?;
+        writeln!(
+            f,
+            "family         {} (trees {} × {} leaves, blend LR weight {:.2})",
+            h.family, h.gbdt_rounds, h.gbdt_leaves, h.blend_lr_weight
+        )?;
+        for w in &self.windows {
+            writeln!(
+                f,
+                "window         {:<12} {} .. {}  {} rows",
+                w.window, w.start, w.end, w.rows
+            )?;
+        }
+        for fr in &self.families {
+            writeln!(
+                f,
+                "family {:<7} OOF AUC {:.4}  test AUC {}  OOT AUC {}",
+                fr.family.name(),
+                fr.oof_auc,
+                fr.test
+                    .auc_roc
+                    .map_or("n/a".to_string(), |a| format!("{a:.4}")),
+                fr.out_of_time
+                    .as_ref()
+                    .and_then(|m| m.auc_roc)
+                    .map_or("n/a".to_string(), |a| format!("{a:.4}"))
+            )?;
+        }
         for p in &self.cv {
             writeln!(
                 f,
@@ -417,12 +476,15 @@ impl VersionMetadata {
     /// One line for `models list`: version, stage, created, test AUC-ROC, label policy.
     pub fn summary_line(&self) -> String {
         format!(
-            "{:<8} {:<10} {}  AUC {}  {}",
+            "{:<8} {:<10} {}  {:<5}  AUC {}  OOT AUC {}  {}",
             self.version,
             self.stage,
             self.created_at,
+            self.hyperparameters.family.name(),
             self.test_metrics
                 .auc_roc
+                .map_or("n/a".to_string(), |a| format!("{a:.4}")),
+            self.out_of_time_auc
                 .map_or("n/a".to_string(), |a| format!("{a:.4}")),
             self.label_policy
         )

@@ -6,8 +6,9 @@ use std::path::Path;
 use complaintflow_datasets::{CompanyResponse, Complaint, LabelPolicy, YesNo};
 use complaintflow_models::metrics::auc_roc;
 use complaintflow_models::{
-    train, DataInfo, FeatureConfig, FeaturePipeline, Model, ModelError, Registry, SparseFeatures,
-    Stage, TextVectorizer, TrainConfig,
+    compare, promotion_gate, train, Calibration, DataInfo, FamilyChoice, FeatureConfig,
+    FeaturePipeline, GbdtConfig, Model, ModelError, ModelFamily, Registry, SparseFeatures, Stage,
+    TextVectorizer, TrainConfig, MODEL_SCHEMA_VERSION,
 };
 
 const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
@@ -25,8 +26,22 @@ fn small_config() -> TrainConfig {
         },
         alphas: vec![1.0, 10.0],
         max_iterations: 40,
+        gbdt: GbdtConfig {
+            max_rounds: 60,
+            eval_every: 20,
+            max_leaves: vec![15],
+            ..GbdtConfig::default()
+        },
         ..TrainConfig::default()
     }
+}
+
+fn outcome_of(rows: &[Complaint], family: FamilyChoice) -> complaintflow_models::TrainOutcome {
+    let cfg = TrainConfig {
+        family,
+        ..small_config()
+    };
+    train(rows, &cfg, &mut |_| {}).expect("training succeeds")
 }
 
 fn small_outcome() -> (Vec<Complaint>, complaintflow_models::TrainOutcome) {
@@ -110,6 +125,13 @@ fn leakage_fields_never_change_the_vector_or_the_fit() {
         .map(|(k, c)| perturb(c, k + 1))
         .collect();
     assert_eq!(FeaturePipeline::fit(&cfg, &perturbed).unwrap(), pipeline);
+    // The tree model's encoder never reads them either (fitted and scored).
+    let gb = outcome_of(&all, FamilyChoice::Gbdt).model;
+    let (mut a2, mut b2) = (SparseFeatures::new(), SparseFeatures::new());
+    for (k, c) in all.iter().enumerate().take(300) {
+        let s = gb.score(c, &mut a2);
+        assert_eq!(s.to_bits(), gb.score(&perturb(c, k), &mut b2).to_bits());
+    }
     // And the vector of a perturbed complaint still depends on real fields.
     let mut c = all[0].clone();
     pipeline.transform(&c, &mut a);
@@ -162,17 +184,161 @@ fn training_save_load_and_bincode_round_trips_give_identical_scores() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
         &manifest,
-        text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+        text.replace(
+            &format!("\"schema_version\": {MODEL_SCHEMA_VERSION}"),
+            "\"schema_version\": 99",
+        ),
     )
     .unwrap();
     assert!(matches!(
         Model::load(dir.path()),
         Err(ModelError::SchemaVersion {
             found: 99,
-            expected: 1,
+            expected: MODEL_SCHEMA_VERSION,
             ..
         })
     ));
+}
+
+fn assert_same_scores(a: &Model, b: &Model, rows: &[Complaint]) {
+    let (mut b1, mut b2) = (SparseFeatures::new(), SparseFeatures::new());
+    for c in rows {
+        let s = a.score(c, &mut b1);
+        assert!((0.0..=1.0).contains(&s));
+        assert_eq!(s.to_bits(), b.score(c, &mut b2).to_bits());
+    }
+}
+
+#[test]
+fn registry_and_bincode_round_trip_every_family() {
+    let rows: Vec<Complaint> = dev().into_iter().take(2500).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let mut lr_scores = Vec::new();
+    for (family, want) in [
+        (FamilyChoice::Lr, ModelFamily::Lr),
+        (FamilyChoice::Gbdt, ModelFamily::Gbdt),
+        (FamilyChoice::Blend, ModelFamily::Blend),
+    ] {
+        let out = outcome_of(&rows, family);
+        let m = &out.model;
+        assert_eq!(m.family, want);
+        assert_eq!(m.trees.is_some(), want != ModelFamily::Lr);
+        assert!(matches!(m.calibration, Calibration::Platt { .. }));
+        // Served model is fitted on every labelled complaint.
+        assert_eq!(out.report.rows.served_fit, out.report.rows.labelled);
+        let meta = reg.register(&out, DataInfo::default()).unwrap();
+        assert_eq!(meta.hyperparameters.family, want);
+        assert_eq!(meta.families.len(), 3);
+        let loaded = reg.load_model(&meta.version).unwrap();
+        let mut expect = m.clone();
+        expect.version = meta.version.clone();
+        assert_eq!(loaded, expect);
+        assert_same_scores(&expect, &loaded, &rows);
+        // The wire format timely uses between processes.
+        let wire: Model = bincode::deserialize(&bincode::serialize(&expect).unwrap()).unwrap();
+        assert_eq!(wire, expect);
+        assert_same_scores(&expect, &wire, &rows);
+        let mut buf = SparseFeatures::new();
+        let s: Vec<f64> = rows.iter().map(|c| loaded.score(c, &mut buf)).collect();
+        if want == ModelFamily::Lr {
+            lr_scores = s;
+        } else {
+            // A different scorer, not the LR in disguise.
+            assert_ne!(s, lr_scores);
+        }
+        // Test-split AUC well above chance and a sane calibration.
+        let t = &out.report.test;
+        assert!(t.auc_roc.unwrap() > 0.75, "{want}: {:?}", t.auc_roc);
+        assert!(t.ece < 0.08, "{want}: ECE {}", t.ece);
+    }
+    assert_eq!(reg.list().unwrap().len(), 3);
+}
+
+#[test]
+fn schema_1_lr_directories_still_load() {
+    let (_, outcome) = small_outcome();
+    let dir = tempfile::tempdir().unwrap();
+    let m = &outcome.model;
+    // What a schema-1 build wrote: model.json without the family / tree / calibration keys.
+    let v1 = serde_json::json!({
+        "version": "v0001", "label_policy": "relief", "weights": m.weights,
+        "intercept": m.intercept, "threshold": m.threshold,
+    });
+    let model_bytes = serde_json::to_vec(&v1).unwrap();
+    let pipeline_bytes = serde_json::to_vec(&m.pipeline).unwrap();
+    std::fs::write(dir.path().join("model.json"), &model_bytes).unwrap();
+    std::fs::write(dir.path().join("pipeline.json"), &pipeline_bytes).unwrap();
+    let sha = |b: &[u8]| complaintflow_models::model::sha256_hex(b);
+    let manifest = serde_json::json!({
+        "format": "complaintflow-model", "schema_version": 1,
+        "files": [
+            {"name": "pipeline.json", "sha256": sha(&pipeline_bytes), "bytes": pipeline_bytes.len()},
+            {"name": "model.json", "sha256": sha(&model_bytes), "bytes": model_bytes.len()},
+        ]
+    });
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let loaded = Model::load(dir.path()).unwrap();
+    assert_eq!(loaded.family, ModelFamily::Lr);
+    assert_eq!(loaded.calibration, Calibration::Identity);
+    assert_eq!(loaded.lr_weight, 1.0);
+    assert!(loaded.trees.is_none());
+}
+
+#[test]
+fn compare_reports_consistent_figures_and_the_gate_uses_them() {
+    let all = dev();
+    let rows: Vec<Complaint> = all.iter().take(2500).cloned().collect();
+    let lr = outcome_of(&rows, FamilyChoice::Lr).model;
+    let gb = outcome_of(&rows, FamilyChoice::Gbdt).model;
+    let eval: Vec<Complaint> = all[2500..4000].to_vec();
+    let c = compare(&[&lr, &gb], &eval, LabelPolicy::Relief, 200).unwrap();
+    let labelled = eval
+        .iter()
+        .filter(|c| LabelPolicy::Relief.label(c).is_some())
+        .count() as u64;
+    assert_eq!(c.rows, labelled);
+    assert_eq!(c.models.len(), 2);
+    let mut buf = SparseFeatures::new();
+    for (m, e) in [&lr, &gb].iter().zip(&c.models) {
+        let (s, y): (Vec<f64>, Vec<bool>) = eval
+            .iter()
+            .filter_map(|x| {
+                LabelPolicy::Relief
+                    .label(x)
+                    .map(|y| (m.score(x, &mut buf), y))
+            })
+            .unzip();
+        let auc = auc_roc(&s, &y).unwrap();
+        assert!((e.metrics.auc_roc.unwrap() - auc).abs() < 1e-12);
+        let (lo, hi) = e.auc_ci.unwrap();
+        assert!(lo < auc && auc < hi && hi - lo < 0.15, "{lo} {auc} {hi}");
+        assert_eq!(e.per_product.iter().map(|p| p.n).sum::<u64>(), labelled);
+        assert!(e.metrics.ece >= 0.0 && e.metrics.log_loss > 0.0);
+    }
+    let diff = c.auc_diff.unwrap();
+    let want = c.models[1].metrics.auc_roc.unwrap() - c.models[0].metrics.auc_roc.unwrap();
+    assert!((diff - want).abs() < 1e-12);
+    let (lo, hi) = c.auc_diff_ci.unwrap();
+    assert!(lo <= diff && diff <= hi);
+    // A model against itself: no difference.
+    let same = compare(&[&lr, &lr], &eval, LabelPolicy::Relief, 50).unwrap();
+    assert_eq!(same.auc_diff, Some(0.0));
+    // The gate: the better model passes against the worse one, not the reverse, and a
+    // margin larger than the difference blocks it.
+    let (a, b) = (
+        c.models[0].metrics.auc_roc.unwrap(),
+        c.models[1].metrics.auc_roc.unwrap(),
+    );
+    let (hi_auc, lo_auc) = if a > b { (a, b) } else { (b, a) };
+    assert!(promotion_gate(Some(hi_auc), Some(lo_auc), 0.0).promote);
+    assert!(!promotion_gate(Some(lo_auc), Some(hi_auc), 0.0).promote);
+    assert!(!promotion_gate(Some(hi_auc), Some(lo_auc), hi_auc - lo_auc + 0.001).promote);
+    assert!(c.to_string().contains("per product AUC"));
 }
 
 #[test]

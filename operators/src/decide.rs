@@ -65,7 +65,7 @@ pub trait Decide<'s, T: Timestamp + TotalOrder + AsEpoch> {
     /// use timely::dataflow::operators::{ToStream, Inspect};
     /// timely::example(|scope| {
     ///     let c = Complaint::new(ComplaintId(1), chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap());
-    ///     let p = Prediction { parsed: Parsed { complaint: c, origin: Origin::file("x", 0), ingest_ms: 5 },
+    ///     let p = Prediction { parsed: Parsed::new(c, Origin::file("x", 0), 5),
     ///                          score: 0.01, predicted_success: false, model_version: "v1".into() };
     ///     vec![p].to_stream(scope).container::<Vec<_>>()
     ///         .decide(&DecisionRules::default())

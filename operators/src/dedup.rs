@@ -6,7 +6,7 @@
 //! use complaintflow_operators::record::Origin;
 //! use complaintflow_datasets::ValidationOptions;
 //! use timely::dataflow::operators::{Capture, ToStream};
-//! use timely::dataflow::operators::capture::Extract;
+//! use timely::dataflow::operators::capture::{Event, Extract};
 //!
 //! let (ok, dups) = timely::example(|scope| {
 //!     let raw = vec![
@@ -17,7 +17,7 @@
 //!     let (ok, dups) = ok.dedup_by_id();
 //!     (ok.capture(), dups.capture())
 //! });
-//! let ok: Vec<Parsed> = ok.extract().into_iter().flat_map(|(_, v)| v).collect();
+//! let ok: Vec<Parsed> = ok.try_iter().flat_map(|e| match e { Event::Messages(_, v) => v, _ => vec![] }).collect();
 //! let dups: Vec<DeadLetter> = dups.extract().into_iter().flat_map(|(_, v)| v).collect();
 //! assert_eq!((ok.len(), ok[0].origin.offset), (1, 0)); // the first occurrence is kept
 //! assert_eq!(dups[0].kind, "duplicate_id");

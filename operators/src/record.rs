@@ -39,7 +39,7 @@ impl Origin {
     ///
     /// ```
     /// let o = complaintflow_operators::record::Origin::file("a.json", 3);
-    /// assert_eq!((o.source.as_str(), o.partition, o.offset), ("a.json", 0, 3));
+    /// assert_eq!((&*o.source, o.partition, o.offset), ("a.json", 0, 3));
     /// ```
     pub fn file(path: impl Into<Arc<str>>, offset: i64) -> Origin {
         Origin {

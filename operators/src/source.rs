@@ -67,6 +67,12 @@ pub struct SourcePolicy {
     /// Early closing (on idle) happens only while fewer epochs than this are incomplete in
     /// the graph; beyond, epochs grow. Default 2.
     pub max_in_flight: u64,
+    /// Epoch numbers from the wall clock (milliseconds since the Unix epoch) instead of
+    /// 0, 1, 2, …: a new epoch is numbered at least `now`, and an idle source with an empty
+    /// epoch moves it to `now` every `linger`. Workers and processes that read at different
+    /// paces then agree on what "epoch t" means, so an idle worker never holds back a busy
+    /// one's epochs for longer than `linger`. Default `false`; the engine turns it on.
+    pub clock_epochs: bool,
     /// Records per second over all workers; `None` (default) = as fast as possible.
     pub rate: Option<f64>,
     /// Records read per activation (bounds how long a source holds its worker). Default 1,024.
@@ -82,6 +88,7 @@ impl Default for SourcePolicy {
             trigger_interval: Duration::from_secs(1),
             linger: Duration::from_millis(5),
             max_in_flight: 2,
+            clock_epochs: false,
             rate: None,
             batch: 1_024,
             split: FileSplit::Auto,
@@ -117,10 +124,14 @@ impl SourceControl {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Epochs from the completion frontier up to `current` (0 without a probe).
+    /// How far the completion frontier is behind epoch `current`: in epochs, or with clock
+    /// epochs in milliseconds (0 without a probe, or before anything completed).
     pub fn in_flight(&self, current: u64) -> u64 {
         self.progress.as_ref().map_or(0, |p| {
-            p.with_frontier(|f| f.first().map_or(0, |done| current.saturating_sub(*done)))
+            p.with_frontier(|f| match f.first() {
+                Some(0) | None => 0,
+                Some(done) => current.saturating_sub(*done),
+            })
         })
     }
 }
@@ -153,6 +164,7 @@ impl SourceControl {
 /// ```
 #[derive(Clone, Debug)]
 pub struct EpochCutter {
+    clock: bool,
     per_epoch: usize,
     max_open: Duration,
     linger: Duration,
@@ -165,6 +177,7 @@ impl EpochCutter {
     /// A cutter for one of `peers` workers, its first epoch opened at `now`.
     pub fn new(policy: &SourcePolicy, peers: usize, now: Duration) -> EpochCutter {
         EpochCutter {
+            clock: policy.clock_epochs,
             per_epoch: policy.max_records_per_epoch.max(1).div_ceil(peers.max(1)),
             max_open: policy.trigger_interval.max(Duration::from_micros(100)),
             linger: policy.linger,
@@ -190,11 +203,17 @@ impl EpochCutter {
     }
 
     /// Whether to close the epoch now: `idle` = nothing more to read at the moment,
-    /// `in_flight` = incomplete epochs in the graph.
+    /// `in_flight` = how far the graph is behind ([`SourceControl::in_flight`]: epochs, or
+    /// milliseconds with clock epochs, where `max_in_flight × linger` is the bound).
     pub fn should_close(&self, now: Duration, idle: bool, in_flight: u64) -> bool {
         let open = now.saturating_sub(self.opened);
-        open >= self.max_open
-            || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < self.max_in_flight)
+        let bound = if self.clock {
+            let linger_ms = u64::try_from(self.linger.as_millis()).unwrap_or(u64::MAX).max(1);
+            self.max_in_flight.saturating_mul(linger_ms)
+        } else {
+            self.max_in_flight
+        };
+        open >= self.max_open || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < bound)
     }
 
     /// The epoch was closed at `now`; a new one is open.
@@ -203,16 +222,46 @@ impl EpochCutter {
         self.opened = now;
     }
 
-    /// How long until [`should_close`](Self::should_close) can turn true without a new record.
+    /// The number of the epoch after `current`: `current + 1`, or with clock epochs at least
+    /// the current Unix time in milliseconds.
+    pub fn next_epoch(&self, current: u64) -> u64 {
+        if self.clock {
+            (current + 1).max(unix_ms())
+        } else {
+            current + 1
+        }
+    }
+
+    /// With clock epochs: the epoch an empty, idle epoch `current` may move to now (the
+    /// clock has passed it), else `None`.
+    pub fn advance_empty(&self, current: u64) -> Option<u64> {
+        if !self.clock || self.in_epoch > 0 {
+            return None;
+        }
+        let now = unix_ms();
+        (now > current).then_some(now)
+    }
+
+    /// How long until [`should_close`](Self::should_close) (or, with clock epochs,
+    /// [`advance_empty`](Self::advance_empty)) can turn true without a new record.
     pub fn wait(&self, now: Duration) -> Duration {
         let open = now.saturating_sub(self.opened);
         let heartbeat = self.max_open.saturating_sub(open);
         if self.in_epoch > 0 {
             heartbeat.min(self.linger.saturating_sub(open).max(Duration::from_micros(200)))
+        } else if self.clock {
+            heartbeat.min(self.linger.max(Duration::from_millis(1)))
         } else {
             heartbeat
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How the records of a file are shared among workers.
@@ -283,7 +332,7 @@ where
                         output.session(&*c).give_container(&mut buf);
                         buf.clear();
                     }
-                    let next = *c.time() + 1;
+                    let next = cut.next_epoch(*c.time());
                     c.downgrade(&next);
                     cut.closed(now);
                 }
@@ -307,7 +356,10 @@ where
             // Idle: the rate holds the rest back (a backlog is never idle).
             let idle = budget == 0 || (pacer.is_limited() && emitted < policy.batch.max(1));
             if cut.should_close(now, idle, control.in_flight(*c.time())) {
-                let next = *c.time() + 1;
+                let next = cut.next_epoch(*c.time());
+                c.downgrade(&next);
+                cut.closed(now);
+            } else if let Some(next) = cut.advance_empty(*c.time()).filter(|_| idle) {
                 c.downgrade(&next);
                 cut.closed(now);
             }

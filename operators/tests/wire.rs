@@ -32,10 +32,16 @@ fn every_exchanged_record_roundtrips_through_bincode() {
     {
         let raw = RawInput::new(r.unwrap().bytes, Origin::file("sample", i as i64));
         roundtrip(&raw);
-        let parsed = complaintflow_operators::parse::parse_raw(raw, &opts).unwrap();
+        let mut parsed = complaintflow_operators::parse::parse_raw(raw, &opts).unwrap();
+        // The original bytes stay in their process (`serde(skip)`): they do not cross.
+        assert!(!parsed.raw.is_empty());
+        let back: Parsed = bincode::deserialize(&bincode::serialize(&parsed).unwrap()).unwrap();
+        assert!(back.raw.is_empty());
+        parsed.raw.clear();
         roundtrip(&parsed);
         let d = decide(&parsed.complaint, 0.07, false, "v1", &rules);
         roundtrip(&d);
+        roundtrip(&std::sync::Arc::new(Published::new(d)));
         n += 1;
     }
     assert_eq!(n, 4303);

@@ -201,6 +201,7 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
             trigger_interval: Duration::from_millis(a.trigger_ms.max(1)),
             linger: Duration::from_micros((a.linger_ms * 1000.0).max(0.0) as u64),
             rate: rate.and_then(Rate::per_second),
+            clock_epochs: true,
             ..SourcePolicy::default()
         },
         validation: config.data.clone(),

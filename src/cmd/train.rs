@@ -3,7 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use complaintflow_models::{train, DataInfo, Registry, TrainProgress, TrainStage};
+use complaintflow_datasets::Complaint;
+use complaintflow_models::metrics::auc_roc;
+use complaintflow_models::{
+    compare, promotion_gate, temporal_assignment, train, DataInfo, GateDecision, Model, Registry,
+    SparseFeatures, TrainConfig, TrainProgress, TrainStage, VersionMetadata,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{InputArgs, ModelsCommand, TrainArgs};
@@ -26,6 +31,9 @@ pub fn run_train(a: TrainArgs, config: &Config) -> Result<ExitCode> {
     }
     if let Some(f) = a.train_fraction {
         cfg.train_fraction = f;
+    }
+    if let Some(f) = a.family {
+        cfg.family = f.into();
     }
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("training configuration: {e}"))?;
@@ -84,8 +92,22 @@ pub fn run_train(a: TrainArgs, config: &Config) -> Result<ExitCode> {
         registry.dir().display()
     );
     if a.promote {
-        let m = registry.promote(&meta.version)?;
-        outln!("promoted {} to production", m.version);
+        let gate = gate_against_production(&registry, &meta, &complaints, &cfg)?;
+        outln!("promotion gate: {}", gate.reason);
+        if gate.promote || a.force {
+            let m = registry.promote(&meta.version)?;
+            outln!(
+                "promoted {} to production{}",
+                m.version,
+                if gate.promote { "" } else { " (--force)" }
+            );
+        } else {
+            outln!(
+                "{} stays a candidate: `complaintflow models promote {}` overrides the gate",
+                meta.version,
+                meta.version
+            );
+        }
     } else {
         outln!(
             "make it the serving model with `complaintflow models promote {}`",
@@ -95,7 +117,78 @@ pub fn run_train(a: TrainArgs, config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `complaintflow models list | show | promote | rollback`.
+/// The gate of `train --promote`: the challenger's out-of-time AUC against the production
+/// model's on the same window. When the production model was trained on the same file (same
+/// SHA-256) its own recorded out-of-time AUC is the comparable figure (scoring it on rows it
+/// was fitted on would flatter it); otherwise it is scored on this file's out-of-time window.
+fn gate_against_production(
+    registry: &Registry,
+    challenger: &VersionMetadata,
+    complaints: &[Complaint],
+    cfg: &TrainConfig,
+) -> Result<GateDecision> {
+    let Some(champion) = registry.production()? else {
+        return Ok(promotion_gate(
+            challenger.out_of_time_auc,
+            None,
+            cfg.promotion_margin,
+        ));
+    };
+    let same_data = champion.data.sha256.is_some()
+        && champion.data.sha256 == challenger.data.sha256
+        && champion.label_policy == challenger.label_policy;
+    let champion_auc = if same_data {
+        champion.out_of_time_auc
+    } else {
+        match registry.load_model(&champion.version) {
+            Ok(model) => out_of_time_auc(&model, complaints, cfg),
+            Err(e) => {
+                tracing::warn!(version = %champion.version, error = %e, "production model does not load; gate ignores it");
+                None
+            }
+        }
+    };
+    let mut gate = promotion_gate(
+        challenger.out_of_time_auc,
+        champion_auc,
+        cfg.promotion_margin,
+    );
+    gate.reason = format!(
+        "{} vs production {}: {}",
+        challenger.version, champion.version, gate.reason
+    );
+    Ok(gate)
+}
+
+/// AUC of `model` on the out-of-time window of `complaints` (as `train` cuts it).
+fn out_of_time_auc(model: &Model, complaints: &[Complaint], cfg: &TrainConfig) -> Option<f64> {
+    let labelled: Vec<&Complaint> = complaints
+        .iter()
+        .filter(|c| cfg.label_policy.label(c).is_some())
+        .collect();
+    let (windows, _) = temporal_assignment(&labelled, cfg)?;
+    let mut buf = SparseFeatures::new();
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for (c, w) in labelled.iter().zip(windows) {
+        if w == 3 {
+            scores.push(model.score(c, &mut buf));
+            labels.push(cfg.label_policy.label(c).unwrap_or(false));
+        }
+    }
+    auc_roc(&scores, &labels)
+}
+
+fn resolve_version(registry: &Registry, v: &str) -> Result<String> {
+    if v == "production" {
+        return registry
+            .production()?
+            .map(|m| m.version)
+            .ok_or_else(|| anyhow::anyhow!("no production model in {}", registry.dir().display()));
+    }
+    Ok(v.to_string())
+}
+
+/// `complaintflow models list | show | promote | rollback | compare`.
 pub fn run_models(cmd: ModelsCommand, config: &Config) -> Result<ExitCode> {
     let dir = config.registry_dir();
     let registry = Registry::open(&dir)
@@ -129,6 +222,44 @@ pub fn run_models(cmd: ModelsCommand, config: &Config) -> Result<ExitCode> {
         ModelsCommand::Rollback => {
             let m = registry.rollback()?;
             outln!("rolled back: {} is production again", m.version);
+        }
+        ModelsCommand::Compare {
+            a,
+            b,
+            data,
+            input_format,
+            resamples,
+            json,
+        } => {
+            let (va, vb) = (
+                resolve_version(&registry, &a)?,
+                resolve_version(&registry, &b)?,
+            );
+            let ma = registry
+                .load_model(&va)
+                .with_context(|| format!("cannot load {va}"))?;
+            let mb = registry
+                .load_model(&vb)
+                .with_context(|| format!("cannot load {vb}"))?;
+            if ma.label_policy != mb.label_policy {
+                anyhow::bail!(
+                    "{va} predicts label policy {} and {vb} {}: compare models of one policy",
+                    ma.label_policy,
+                    mb.label_policy
+                );
+            }
+            let input = InputArgs {
+                file: data,
+                input_format,
+            };
+            let (complaints, _) = read_all(&input, config)?;
+            let c = compare(&[&ma, &mb], &complaints, ma.label_policy, resamples)
+                .with_context(|| format!("cannot compare on {}", input.file.display()))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                out!("{c}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

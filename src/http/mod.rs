@@ -18,6 +18,7 @@
 //! | `GET /api/summary` | [`Summary`]: the KPI cards' values and colours |
 //! | `GET /api/alerts` | [`AlertsView`] |
 //! | `GET /api/ui-config` | [`UiConfig`] |
+//! | `GET /api/dataflow` | [`DataflowView`]: operators (records, batches, busy time, rates) and channels, from timely's logging |
 //! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics when `Accept` asks for it ([`prom`]) |
 //! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 409 busy |
 //!
@@ -53,9 +54,9 @@ pub use alerts::{AlertName, AlertsConfig};
 pub use monitor::{AlertsView, Monitor, SeriesView};
 pub use settings::{Band, DashboardConfig, HttpUiConfig, KpiStatus, KpiThresholds};
 pub use view::{
-    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
-    HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
-    RetrainRequest, RetrainTicket, VolumePoint,
+    AggregateAnswer, AggregateRow, DataflowEdge, DataflowOperator, DataflowView, Dimension,
+    EngineView, Health, HealthStatus, HistogramSnapshot, HistoryView, LiveModel, MetricsSnapshot,
+    ModelVersion, ModelsView, RetrainError, RetrainRequest, RetrainTicket, VolumePoint,
 };
 
 /// Most decisions `/api/predictions/recent` returns.
@@ -187,6 +188,7 @@ pub fn app(view: Arc<dyn EngineView>, cfg: HttpUiConfig) -> (Router, Arc<Monitor
         .route("/api/summary", get(summary))
         .route("/api/alerts", get(alerts_json))
         .route("/api/ui-config", get(ui_config))
+        .route("/api/dataflow", get(dataflow))
         .route("/api/retrain", post(retrain))
         .fallback(not_found)
         .with_state(state);
@@ -322,6 +324,10 @@ async fn history(State(s): State<AppState>) -> Json<HistoryView> {
 
 async fn metrics_json(State(s): State<AppState>) -> Json<MetricsSnapshot> {
     Json(s.view.metrics())
+}
+
+async fn dataflow(State(s): State<AppState>) -> Json<DataflowView> {
+    Json(s.view.dataflow())
 }
 
 async fn series(State(s): State<AppState>) -> Json<SeriesView> {

@@ -19,8 +19,6 @@
 //!   (`null` before the first epoch completes);
 //! - times are milliseconds since the Unix epoch (`_ms`) or RFC 3339 strings (`_at`).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 pub use complaintflow_pipelines::contract::{

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::http::view::{
-    AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
-    HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
-    RetrainRequest, RetrainTicket, VolumePoint,
+    AggregateAnswer, AggregateRow, DataflowView, Dimension, EngineView, Health, HealthStatus,
+    HistogramSnapshot, HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView,
+    RetrainError, RetrainRequest, RetrainTicket, VolumePoint,
 };
 
 /// What the server asked for.
@@ -28,6 +28,8 @@ pub struct FakeView {
     pub models: ModelsView,
     pub metrics: Mutex<MetricsSnapshot>,
     pub history: HistoryView,
+    /// What `/api/dataflow` answers (empty unless the test sets it).
+    pub dataflow: Mutex<DataflowView>,
     pub retrain_answer: Mutex<Result<(), RetrainError>>,
     pub calls: Mutex<Calls>,
 }
@@ -168,6 +170,7 @@ impl FakeView {
             models,
             metrics: Mutex::new(metrics),
             history,
+            dataflow: Mutex::new(DataflowView::default()),
             retrain_answer: Mutex::new(Ok(())),
             calls: Mutex::new(Calls::default()),
         }
@@ -211,6 +214,10 @@ impl EngineView for FakeView {
 
     fn history(&self) -> HistoryView {
         self.history.clone()
+    }
+
+    fn dataflow(&self) -> DataflowView {
+        self.dataflow.lock().unwrap().clone()
     }
 
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError> {

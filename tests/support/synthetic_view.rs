@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use complaintflow_pipelines::contract::Totals;
+
 use crate::http::view::{
     AggregateAnswer, AggregateRow, Dimension, EngineView, Health, HealthStatus, HistogramSnapshot,
     HistoryView, LiveModel, MetricsSnapshot, ModelVersion, ModelsView, RetrainError,
@@ -123,13 +125,6 @@ impl Rng {
         let z = (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.7;
         1.0 / (1.0 + (-(mu + z)).exp())
     }
-}
-
-#[derive(Default, Clone, Copy)]
-struct Totals {
-    count: u64,
-    escalations: u64,
-    score_sum: f64,
 }
 
 struct Sim {
@@ -316,8 +311,8 @@ impl SyntheticView {
             ] {
                 let t = s.totals.entry(dim).or_default().entry(key).or_default();
                 t.count += 1;
-                t.escalations += u64::from(escalate);
-                t.score_sum += score;
+                t.escalations += i64::from(escalate);
+                t.score_sum_micro += (score * 1e6).round() as i64;
             }
             *s.live_volume
                 .entry((month, product.to_string()))
@@ -365,15 +360,7 @@ impl EngineView for SyntheticView {
             .totals
             .get(&by)
             .map(|m| {
-                m.iter()
-                    .map(|(k, t)| AggregateRow {
-                        key: k.clone(),
-                        count: t.count,
-                        escalations: t.escalations,
-                        escalation_rate: t.escalations as f64 / t.count as f64,
-                        mean_score: t.score_sum / t.count as f64,
-                    })
-                    .collect()
+                m.iter().filter_map(|(k, t)| t.row(k)).collect()
             })
             .unwrap_or_default();
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));

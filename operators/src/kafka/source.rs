@@ -371,7 +371,7 @@ pub fn kafka_source_with<'s>(
                         buf.clear();
                     }
                     r.close_epoch(cap_epoch, &handle);
-                    cap_epoch += 1;
+                    cap_epoch = cut.next_epoch(cap_epoch);
                     c.downgrade(&cap_epoch);
                     cut.closed(now);
                 }
@@ -400,7 +400,12 @@ pub fn kafka_source_with<'s>(
             }
             if cut.should_close(now, idle, control.in_flight(cap_epoch)) {
                 r.close_epoch(cap_epoch, &handle);
-                cap_epoch += 1;
+                cap_epoch = cut.next_epoch(cap_epoch);
+                c.downgrade(&cap_epoch);
+                cut.closed(now);
+            } else if let Some(next) = cut.advance_empty(cap_epoch).filter(|_| idle) {
+                r.close_epoch(cap_epoch, &handle);
+                cap_epoch = next;
                 c.downgrade(&cap_epoch);
                 cut.closed(now);
             }

@@ -29,6 +29,9 @@ pub fn spec(topic: &str, mode: ReadMode, max_per_epoch: usize) -> KafkaSourceSpe
     s.policy = SourcePolicy {
         max_records_per_epoch: max_per_epoch,
         trigger_interval: Duration::from_millis(200),
+        // Epochs by count (and the 200 ms heartbeat), as these tests count on: no early
+        // closing when the consumer's queue runs dry for a moment.
+        linger: Duration::from_millis(200),
         batch: 256,
         ..SourcePolicy::default()
     };

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use complaintflow_operators::prelude::*;
 use complaintflow_operators::Tap;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concat, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
@@ -55,11 +55,6 @@ pub(crate) fn build_main(
     let first_epoch = resume.epoch.map_or(0, |e| e + 1);
     let checkpointing = cfg.checkpoints.is_some();
     let feed = ModelFeed::default();
-    if leader {
-        for u in initial {
-            let _ = feed.send(u.clone());
-        }
-    }
     let source_done = ProbeHandle::new();
     let progress = ProbeHandle::new();
     let mut seed_in: InputHandle<u64, CapacityContainerBuilder<Vec<Seed>>> = InputHandle::new();
@@ -173,6 +168,14 @@ pub(crate) fn build_main(
         });
     });
 
+    // The initial model enters at the first epoch (global worker 0; broadcast by `score`).
+    if leader {
+        for u in initial {
+            if feed.send(u.clone()).is_none() {
+                tracing::error!("the model feed is closed before the first epoch");
+            }
+        }
+    }
     // A resumed run's aggregate totals enter at the checkpoint's epoch (global worker 0).
     if leader {
         if let Some(e) = resume.epoch {
@@ -186,10 +189,3 @@ pub(crate) fn build_main(
     Main { feed, source_done }
 }
 
-/// Sink that drops what it gets (for acknowledgement streams nobody reads).
-#[allow(dead_code)]
-fn drain<'s>(s: timely::dataflow::Stream<'s, u64, Vec<u64>>) {
-    s.sink(Pipeline, "Drain", |(input, _)| {
-        input.for_each_stamp(|_cap, data| data.for_each(|b| b.clear()))
-    });
-}

@@ -123,7 +123,10 @@ impl EngineConfig {
             processes: 1,
             process: 0,
             addresses: Vec::new(),
-            policy: SourcePolicy::default(),
+            policy: SourcePolicy {
+                clock_epochs: true,
+                ..SourcePolicy::default()
+            },
             validation: ValidationOptions::default(),
             decision: DecisionRules::default(),
             predictions_path: None,

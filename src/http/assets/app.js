@@ -61,7 +61,7 @@
     const top = c.top_n;
     const pri = encodeURIComponent((c.high_priorities || []).join(','));
     try {
-      const [health, summary, prod, issue, comp, states, recent, models, history, series, alerts] = await Promise.all([
+      const [health, summary, prod, issue, comp, states, recent, models, history, series, alerts, dataflow] = await Promise.all([
         getJSON('/health'),
         getJSON('/api/summary'),
         getJSON('/api/aggregates?by=product&top=' + top),
@@ -73,6 +73,7 @@
         getJSON('/api/history'),
         getJSON('/api/metrics/series'),
         getJSON('/api/alerts'),
+        getJSON('/api/dataflow'),
       ]);
       drawHeader(health, summary);
       drawAlerts(alerts);
@@ -87,6 +88,7 @@
       drawTable(recent);
       drawModels(models, series);
       drawSystem(series);
+      drawDataflow(dataflow);
       state.refreshes += 1;
       document.body.dataset.refreshes = String(state.refreshes);
       document.body.dataset.asOf = raw(summary.as_of);
@@ -421,6 +423,112 @@
     box.appendChild(svg);
     const log = m.retraining || [];
     $('#retrain-log').textContent = log.length ? 'retraining: ' + log[log.length - 1] : '';
+  }
+
+  // ---------------------------------------------------------------- dataflow graph
+  // One block per dataflow: its operators (not the dataflow scope itself) as boxes, in
+  // columns by longest path from the sources (back edges of cycles ignored), edges as curves.
+  const fmtRate = (v) => {
+    if (num(v) === null) return '—';
+    if (v >= 1e6) return (v / 1e6).toFixed(2) + 'M';
+    if (v >= 1e4) return (v / 1e3).toFixed(0) + 'k';
+    if (v >= 1e3) return (v / 1e3).toFixed(1) + 'k';
+    return v.toFixed(v >= 10 ? 0 : 1);
+  };
+  const short = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
+
+  function layers(nodes, edges) {
+    const preds = new Map(nodes.map((n) => [n.id, []]));
+    for (const e of edges) preds.get(e.to).push(e.from);
+    const layer = new Map();
+    const onStack = new Set();
+    const visit = (id) => {
+      if (layer.has(id)) return layer.get(id);
+      onStack.add(id);
+      let l = 0;
+      for (const p of preds.get(id) || []) if (!onStack.has(p)) l = Math.max(l, visit(p) + 1);
+      onStack.delete(id);
+      layer.set(id, l);
+      return l;
+    };
+    for (const n of nodes) visit(n.id);
+    return layer;
+  }
+
+  function drawDataflow(v) {
+    const box = $('#dataflow');
+    box.replaceChildren();
+    const ops = v.operators || [];
+    const byId = new Map(ops.map((o) => [o.id, o]));
+    const dataflows = [...new Set(ops.map((o) => o.dataflow))].sort((a, b) => a - b);
+    let drawnOps = 0, drawnEdges = 0;
+    const W = 168, H = 50, GX = 46, GY = 12, PAD = 8;
+    for (const d of dataflows) {
+      const nodes = ops.filter((o) => o.dataflow === d && o.address.length >= 2).sort((a, b) => a.id - b.id);
+      if (!nodes.length) continue;
+      const ids = new Set(nodes.map((n) => n.id));
+      const edges = (v.edges || []).filter((e) => e.dataflow === d && e.from !== e.to && ids.has(e.from) && ids.has(e.to));
+      const layer = layers(nodes, edges);
+      const cols = [];
+      for (const n of nodes) { const l = layer.get(n.id); (cols[l] = cols[l] || []).push(n); }
+      const pos = new Map();
+      cols.forEach((col, x) => col.forEach((n, y) => pos.set(n.id, [PAD + x * (W + GX), PAD + y * (H + GY)])));
+      const width = PAD * 2 + cols.length * (W + GX) - GX;
+      const height = PAD * 2 + Math.max(...cols.map((c) => c.length)) * (H + GY) - GY;
+      const root = ops.find((o) => o.dataflow === d && o.address.length === 1);
+      const block = el('div', { class: 'df-block', 'data-dataflow': String(d) });
+      block.appendChild(el('div', { class: 'df-title' },
+        (root ? root.name : 'Dataflow') + ' ' + d + ' · ' + nodes.length + ' operators · busy ' + fmtPct(root ? root.busy_pct : null)));
+      const svg = svgEl('svg', { width: width, height: height, viewBox: '0 0 ' + width + ' ' + height, 'data-testid': 'dataflow-svg-' + d });
+      const maxRate = Math.max(1, ...edges.map((e) => e.records_per_s || 0));
+      for (const e of edges) {
+        const [x1, y1] = pos.get(e.from), [x2, y2] = pos.get(e.to);
+        const sx = x1 + W, sy = y1 + H / 2, tx = x2, ty = y2 + H / 2;
+        const back = tx <= sx;
+        const mx = back ? Math.max(sx, tx + W) + 30 : (sx + tx) / 2;
+        const dpath = back
+          ? 'M' + sx + ' ' + sy + ' C' + mx + ' ' + sy + ' ' + (tx - 30) + ' ' + ty + ' ' + tx + ' ' + ty
+          : 'M' + sx + ' ' + sy + ' C' + mx + ' ' + sy + ' ' + mx + ' ' + ty + ' ' + tx + ' ' + ty;
+        const w = 1 + 4 * Math.log1p(e.records_per_s || 0) / Math.log1p(maxRate);
+        const p = svgEl('path', { class: 'edge', d: dpath, 'stroke-width': w.toFixed(2),
+          'data-from': String(e.from), 'data-to': String(e.to), 'data-records': String(e.records), 'data-records-per-s': String(e.records_per_s) });
+        const t = svgEl('title');
+        t.textContent = byId.get(e.from).name + ' → ' + byId.get(e.to).name + ': ' + fmtInt(e.records) + ' records, ' + fmtRate(e.records_per_s) + '/s';
+        p.appendChild(t);
+        svg.appendChild(p);
+        drawnEdges += 1;
+      }
+      for (const n of nodes) {
+        const [x, y] = pos.get(n.id);
+        const source = n.records_in === 0 && n.batches === 0;
+        const rate = source ? n.records_out_per_s : n.records_in_per_s;
+        const busy = num(n.busy_pct) === null ? 0 : n.busy_pct;
+        const g = svgEl('g', { class: 'op' + (n.scope ? ' scope' : ''), transform: 'translate(' + x + ',' + y + ')',
+          'data-id': String(n.id), 'data-name': n.name, 'data-records-per-s': String(rate), 'data-busy-pct': String(busy),
+          'data-records-in': String(n.records_in), 'data-records-out': String(n.records_out), 'data-layer': String(layer.get(n.id)) });
+        g.appendChild(svgEl('rect', { width: W, height: H, rx: 5, fill: mix('#ffffff', '#f4a259', Math.min(1, busy / 50)) }));
+        const name = svgEl('text', { class: 'name', x: 8, y: 18 });
+        name.textContent = short(n.name, 22);
+        g.appendChild(name);
+        const stats = svgEl('text', { class: 'stats', x: 8, y: 36 });
+        stats.textContent = fmtRate(rate) + ' rec/s · busy ' + busy.toFixed(1) + '%';
+        g.appendChild(stats);
+        const t = svgEl('title');
+        t.textContent = n.name + ' [' + n.address.join(', ') + ']: ' + fmtInt(n.records_in) + ' records in, ' + fmtInt(n.records_out) + ' out, '
+          + fmtInt(n.batches) + ' batches, busy ' + fmtNum(n.busy_ms / 1000, 2) + ' s over ' + fmtInt(n.schedules) + ' schedules' + (n.shut_down ? ' (shut down)' : '');
+        g.appendChild(t);
+        svg.appendChild(g);
+        drawnOps += 1;
+      }
+      const wrap = el('div', { class: 'df-scroll' });
+      wrap.appendChild(svg);
+      block.appendChild(wrap);
+      box.appendChild(block);
+    }
+    if (!drawnOps) box.appendChild(el('div', { class: 'empty' }, 'no dataflow yet'));
+    box.dataset.operators = String(drawnOps);
+    box.dataset.edges = String(drawnEdges);
+    $('#dataflow-note').textContent = v.workers + ' workers' + (num(v.interval_ms) === null ? '' : '; rates over ' + (v.interval_ms / 1000).toFixed(1) + ' s');
   }
 
   // ---------------------------------------------------------------- US tile map

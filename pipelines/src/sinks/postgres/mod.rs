@@ -140,7 +140,7 @@ pub enum PostgresSinkError {
     #[error("[postgres] {0}")]
     Config(String),
     /// The server cannot be reached or refuses the login.
-    #[error("PostgreSQL at {target}: cannot connect: {source}{hint}")]
+    #[error("PostgreSQL at {target}: cannot connect: {}{hint}", chain(source))]
     Connect {
         /// `postgres://user@host:port/db`.
         target: String,
@@ -151,7 +151,7 @@ pub enum PostgresSinkError {
         hint: String,
     },
     /// A statement failed.
-    #[error("PostgreSQL at {target}: {what}: {source}")]
+    #[error("PostgreSQL at {target}: {what}: {}", chain(source))]
     Sql {
         /// `postgres://user@host:port/db`.
         target: String,
@@ -176,25 +176,20 @@ pub enum PostgresSinkError {
     },
 }
 
-impl PostgresSinkError {
-    /// The message with the server's detail (a `postgres::Error`'s `Display` alone says
-    /// only "db error").
-    pub fn detail(&self) -> String {
-        let mut s = self.to_string();
-        let source = match self {
-            PostgresSinkError::Connect { source, .. } | PostgresSinkError::Sql { source, .. } => {
-                Some(source)
-            }
-            _ => None,
-        };
-        if let Some(db) = source.and_then(|e| e.as_db_error()) {
-            let extra = format!(": {db}");
-            if !s.contains(&extra) {
-                s.push_str(&extra);
-            }
+/// An error with its causes (`postgres::Error`'s `Display` alone says only "db error" or
+/// "error connecting to server").
+pub(crate) fn chain(e: &postgres::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
         }
-        s
+        cause = c.source();
     }
+    s
 }
 
 /// Counters of a [`PostgresSink`] (this process).
@@ -305,7 +300,9 @@ impl PostgresSink {
             max_epochs_per_transaction: self.cfg.max_epochs_per_transaction,
             max_rows_per_transaction: self.cfg.max_rows_per_transaction,
             retry_initial: Duration::from_millis(self.cfg.retry_initial_ms.max(1)),
-            retry_max: Duration::from_millis(self.cfg.retry_max_ms.max(self.cfg.retry_initial_ms).max(1)),
+            retry_max: Duration::from_millis(
+                self.cfg.retry_max_ms.max(self.cfg.retry_initial_ms).max(1),
+            ),
         }
     }
 }
@@ -320,7 +317,7 @@ impl Sink for PostgresSink {
 
     fn check(&self) -> Result<(), String> {
         let c = self.connector().map_err(|e| e.to_string())?;
-        let w = PgWriter::connect(&c).map_err(|e| e.detail())?;
+        let w = PgWriter::connect(&c).map_err(|e| e.to_string())?;
         tracing::info!(target_db = %w.target(), schema = %c.schema(), "PostgreSQL sink ready");
         Ok(())
     }

@@ -242,10 +242,7 @@ pub fn migrate(client: &mut Client, quoted: &str, target: &str) -> Result<i32, P
         .map_err(sql_err("taking the migration lock"))?;
     let name = quoted.trim_matches('"');
     let exists = tx
-        .query_opt(
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            &[&name],
-        )
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&name])
         .map_err(sql_err("looking up the schema"))?
         .is_some();
     if !exists {
@@ -310,7 +307,14 @@ mod tests {
     fn schema_names_are_checked_and_quoted() {
         assert_eq!(quote_schema("public").as_deref(), Ok("\"public\""));
         assert_eq!(quote_schema("cf_2").as_deref(), Ok("\"cf_2\""));
-        for bad in ["", "Public", "a-b", "x\"; DROP TABLE y; --", "9lives", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Public",
+            "a-b",
+            "x\"; DROP TABLE y; --",
+            "9lives",
+            &"a".repeat(64),
+        ] {
             assert!(quote_schema(bad).is_err(), "{bad:?}");
         }
     }
@@ -319,7 +323,11 @@ mod tests {
     fn migrations_are_numbered_in_order_and_name_the_schema() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i32 + 1);
-            assert!(m.sql.contains("{s}."), "migration {} ignores the schema", m.version);
+            assert!(
+                m.sql.contains("{s}."),
+                "migration {} ignores the schema",
+                m.version
+            );
         }
         // Every dimension has its table in the first migration.
         for d in Dimension::ALL {

@@ -56,7 +56,13 @@ fn count(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
 
-fn decision(id: u64, epoch: u64, product: Option<&str>, state: Option<&str>, escalate: bool) -> SharedDecision {
+fn decision(
+    id: u64,
+    epoch: u64,
+    product: Option<&str>,
+    state: Option<&str>,
+    escalate: bool,
+) -> SharedDecision {
     Arc::new(Published::new(Decision {
         complaint_id: id.to_string(),
         model_version: Arc::from("v0001"),
@@ -144,18 +150,27 @@ fn writer_upserts_epochs_and_replays_overwrite() {
     assert_eq!(decided.timestamp_millis(), 1_700_000_000_005);
     // NUL (not storable in text) replaced, not dropped or failing the epoch.
     let company: String = db
-        .query_one(&format!("SELECT company FROM {s}.predictions WHERE complaint_id = '3'"), &[])
+        .query_one(
+            &format!("SELECT company FROM {s}.predictions WHERE complaint_id = '3'"),
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(company, "Nul\u{FFFD}Corp");
     let raw: Vec<u8> = db
-        .query_one(&format!("SELECT raw FROM {s}.dead_letters WHERE origin_offset = 40"), &[])
+        .query_one(
+            &format!("SELECT raw FROM {s}.dead_letters WHERE origin_offset = 40"),
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(raw, b"{oops");
     let (month, product): (String, String) = {
         let r = db
-            .query_one(&format!("SELECT month, product FROM {s}.aggregates_by_month_product"), &[])
+            .query_one(
+                &format!("SELECT month, product FROM {s}.aggregates_by_month_product"),
+                &[],
+            )
             .unwrap();
         (r.get(0), r.get(1))
     };
@@ -173,10 +188,19 @@ fn writer_upserts_epochs_and_replays_overwrite() {
         ],
     };
     w.write(std::slice::from_ref(&b1)).unwrap();
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.predictions")), 3);
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.dead_letters")), 2);
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM {s}.predictions")),
+        3
+    );
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM {s}.dead_letters")),
+        2
+    );
     let row = db
-        .query_one(&format!("SELECT escalate, epoch FROM {s}.predictions WHERE complaint_id = '2'"), &[])
+        .query_one(
+            &format!("SELECT escalate, epoch FROM {s}.predictions WHERE complaint_id = '2'"),
+            &[],
+        )
         .unwrap();
     assert!(row.get::<_, bool>(0));
     assert_eq!(row.get::<_, i64>(1), 1);
@@ -196,12 +220,36 @@ fn writer_upserts_epochs_and_replays_overwrite() {
             ("Debt collection".to_string(), 2, 1, 0.5, 0.5, 1),
         ]
     );
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.epochs")), 2);
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM {s}.epochs")),
+        2
+    );
     // The views answer.
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.escalation_rate_by_product")), 2);
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.escalation_rate_by_state")), 0);
-    assert_eq!(count(&mut db, &format!("SELECT max(committed_through) FROM {s}.sink_progress")), 1);
-    let live: i64 = count(&mut db, &format!("SELECT sum(complaints)::bigint FROM {s}.live_vs_historical"));
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("SELECT count(*) FROM {s}.escalation_rate_by_product")
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("SELECT count(*) FROM {s}.escalation_rate_by_state")
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("SELECT max(committed_through) FROM {s}.sink_progress")
+        ),
+        1
+    );
+    let live: i64 = count(
+        &mut db,
+        &format!("SELECT sum(complaints)::bigint FROM {s}.live_vs_historical"),
+    );
     assert_eq!(live, 3);
 }
 
@@ -214,7 +262,10 @@ fn merged_epochs_keep_the_latest_value_of_a_repeated_key() {
     let batches: Vec<EpochBatch> = (0..3u64)
         .map(|e| EpochBatch {
             epoch: e,
-            decisions: vec![decision(7, e, Some("Mortgage"), None, e == 2), decision(100 + e, e, None, None, false)],
+            decisions: vec![
+                decision(7, e, Some("Mortgage"), None, e == 2),
+                decision(100 + e, e, None, None, false),
+            ],
             dead_letters: vec![dead(5, &format!("v{e}"))],
             aggregate_changes: vec![change(e, Dimension::State, "TX", e as i64 + 1, 0)],
         })
@@ -222,12 +273,24 @@ fn merged_epochs_keep_the_latest_value_of_a_repeated_key() {
     let r = w.write(&batches).unwrap();
     assert_eq!((r.epochs, r.predictions, r.dead_letters), (3, 4, 1));
     let row = db
-        .query_one(&format!("SELECT escalate, epoch FROM {s}.predictions WHERE complaint_id = '7'"), &[])
+        .query_one(
+            &format!("SELECT escalate, epoch FROM {s}.predictions WHERE complaint_id = '7'"),
+            &[],
+        )
         .unwrap();
     assert_eq!((row.get::<_, bool>(0), row.get::<_, i64>(1)), (true, 2));
-    let raw: Vec<u8> = db.query_one(&format!("SELECT raw FROM {s}.dead_letters"), &[]).unwrap().get(0);
+    let raw: Vec<u8> = db
+        .query_one(&format!("SELECT raw FROM {s}.dead_letters"), &[])
+        .unwrap()
+        .get(0);
     assert_eq!(raw, b"v2");
-    assert_eq!(count(&mut db, &format!("SELECT count FROM {s}.aggregates_by_state WHERE state = 'TX'")), 3);
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("SELECT count FROM {s}.aggregates_by_state WHERE state = 'TX'")
+        ),
+        3
+    );
     let epochs: Vec<i64> = db
         .query(&format!("SELECT epoch FROM {s}.epochs ORDER BY epoch"), &[])
         .unwrap()
@@ -246,26 +309,39 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     drop(PgWriter::connect(&c).unwrap());
     drop(PgWriter::connect(&c).unwrap());
     let versions: Vec<i32> = db
-        .query(&format!("SELECT version FROM {s}.schema_version ORDER BY version"), &[])
+        .query(
+            &format!("SELECT version FROM {s}.schema_version ORDER BY version"),
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, (1..=schema::current_version()).collect::<Vec<_>>());
+    assert_eq!(
+        versions,
+        (1..=schema::current_version()).collect::<Vec<_>>()
+    );
     db.execute(
         &format!("INSERT INTO {s}.schema_version (version, description) VALUES (999, 'future')"),
         &[],
     )
     .unwrap();
     let e = PgWriter::connect(&c).unwrap_err();
-    assert!(matches!(e, PostgresSinkError::SchemaTooNew { found: 999, .. }), "{e}");
+    assert!(
+        matches!(e, PostgresSinkError::SchemaTooNew { found: 999, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("schema version 999"), "{e}");
 }
 
 #[test]
 fn unreachable_server_is_named_without_the_password() {
     // No server needed: nothing listens on this port.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("postgres://cfuser:s3cr3t-pw@127.0.0.1:{port}/cfdb");
     let cfg = PostgresConfig {
         connect_timeout_ms: 2_000,
@@ -273,7 +349,10 @@ fn unreachable_server_is_named_without_the_password() {
     };
     let sink = PostgresSink::new(&url, cfg);
     let e = sink.check().unwrap_err();
-    assert!(e.contains(&format!("postgres://cfuser@127.0.0.1:{port}/cfdb")), "{e}");
+    assert!(
+        e.contains(&format!("postgres://cfuser@127.0.0.1:{port}/cfdb")),
+        "{e}"
+    );
     assert!(e.contains("postgres-up.sh"), "{e}");
     assert!(!e.contains("s3cr3t"), "{e}");
     assert!(!sink.describe().contains("s3cr3t"));
@@ -326,7 +405,12 @@ fn models_table_mirrors_the_registry() {
         .unwrap();
     assert_eq!(r.models, 1);
     let row = db
-        .query_one(&format!("SELECT version, stage, auc_roc, test_rows, metadata->>'version' FROM {s}.models"), &[])
+        .query_one(
+            &format!(
+                "SELECT version, stage, auc_roc, test_rows, metadata->>'version' FROM {s}.models"
+            ),
+            &[],
+        )
         .unwrap();
     assert_eq!(row.get::<_, String>(0), meta.version);
     assert_eq!(row.get::<_, String>(1), "production");
@@ -342,7 +426,10 @@ fn models_table_mirrors_the_registry() {
         }])
         .unwrap();
     assert_eq!(r.models, 0);
-    let joined = count(&mut db, &format!("SELECT count(*) FROM {s}.model_live_vs_training"));
+    let joined = count(
+        &mut db,
+        &format!("SELECT count(*) FROM {s}.model_live_vs_training"),
+    );
     assert_eq!(joined, 1);
 }
 
@@ -368,7 +455,9 @@ impl Relay {
                     drop(client);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
                 {
                     let mut g = cs.lock().unwrap();
                     g.push(client.try_clone().unwrap());
@@ -426,7 +515,11 @@ fn upstream_of(url: &str) -> (SocketAddr, String) {
 }
 
 /// Steps `worker` until `done()` or `limit`; true when `done()` became true.
-fn step_until(worker: &mut timely::worker::Worker, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+fn step_until(
+    worker: &mut timely::worker::Worker,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let start = Instant::now();
     while !done() {
         if start.elapsed() > limit {
@@ -448,7 +541,12 @@ fn operator_acknowledges_an_epoch_only_after_its_commit() {
     let sink = Arc::new(PostgresSink::new(&url, cfg.clone()));
     sink.check().unwrap();
     let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let (sink2, acked2, url2, cfg2) = (Arc::clone(&sink), Arc::clone(&acked), url.clone(), cfg.clone());
+    let (sink2, acked2, url2, cfg2) = (
+        Arc::clone(&sink),
+        Arc::clone(&acked),
+        url.clone(),
+        cfg.clone(),
+    );
     const EPOCHS: u64 = 4;
     const PER_EPOCH: u64 = 500;
     let guards = timely::execute(timely::Config::process(2), move |worker| {
@@ -471,24 +569,48 @@ fn operator_acknowledges_an_epoch_only_after_its_commit() {
                 .probe();
             (din, lin, ain, probe)
         });
-        let mut check = (index == 0).then(|| Connector::new(&url2, &cfg2, None).unwrap().client().unwrap());
+        let mut check = (index == 0).then(|| {
+            Connector::new(&url2, &cfg2, None)
+                .unwrap()
+                .client()
+                .unwrap()
+        });
         for e in 0..EPOCHS {
             for id in (e * PER_EPOCH..(e + 1) * PER_EPOCH).filter(|i| i % peers == index) {
-                din.send(decision(id, e, Some(["Mortgage", "Debt collection"][(id % 2) as usize]), Some("CA"), id % 3 == 0));
+                din.send(decision(
+                    id,
+                    e,
+                    Some(["Mortgage", "Debt collection"][(id % 2) as usize]),
+                    Some("CA"),
+                    id % 3 == 0,
+                ));
             }
             if index == 1 {
                 lin.send(dead(e as i64, "{bad"));
             } else {
-                ain.send(change(e, Dimension::Product, "Mortgage", ((e + 1) * PER_EPOCH / 2) as i64, 0));
+                ain.send(change(
+                    e,
+                    Dimension::Product,
+                    "Mortgage",
+                    ((e + 1) * PER_EPOCH / 2) as i64,
+                    0,
+                ));
             }
             din.advance_to(e + 1);
             lin.advance_to(e + 1);
             ain.advance_to(e + 1);
-            assert!(step_until(worker, Duration::from_secs(60), || !probe.less_equal(&e)), "epoch {e} never acknowledged");
+            assert!(
+                step_until(worker, Duration::from_secs(60), || !probe.less_equal(&e)),
+                "epoch {e} never acknowledged"
+            );
             if let Some(db) = check.as_mut() {
                 // The probe passed e: everything of epochs <= e must be in the database now.
                 let n = count(db, &format!("SELECT count(*) FROM {s}.predictions"));
-                assert_eq!(n, ((e + 1) * PER_EPOCH) as i64, "acknowledged epoch {e} before its commit");
+                assert_eq!(
+                    n,
+                    ((e + 1) * PER_EPOCH) as i64,
+                    "acknowledged epoch {e} before its commit"
+                );
                 let d = count(db, &format!("SELECT count(*) FROM {s}.dead_letters"));
                 assert_eq!(d, e as i64 + 1);
             }
@@ -519,7 +641,10 @@ fn outage_holds_the_epoch_and_retries_until_the_database_is_back() {
     let s = cfg.schema.clone();
     let (upstream, rest) = upstream_of(&url);
     let relay = Arc::new(Relay::start(upstream));
-    let relayed = format!("postgres://{}", rest.replace("{port}", &relay.port.to_string()));
+    let relayed = format!(
+        "postgres://{}",
+        rest.replace("{port}", &relay.port.to_string())
+    );
     let sink = Arc::new(PostgresSink::new(&relayed, cfg.clone()));
     sink.check().unwrap();
     let (sink2, relay2) = (Arc::clone(&sink), Arc::clone(&relay));
@@ -552,9 +677,16 @@ fn outage_holds_the_epoch_and_retries_until_the_database_is_back() {
         lin.advance_to(2);
         ain.advance_to(2);
         // Down: epoch 1 stays held however long we step.
-        assert!(!step_until(worker, Duration::from_millis(1500), || !probe.less_equal(&1)), "acknowledged while the database was unreachable");
+        assert!(
+            !step_until(worker, Duration::from_millis(1500), || !probe
+                .less_equal(&1)),
+            "acknowledged while the database was unreachable"
+        );
         relay2.restore();
-        assert!(step_until(worker, Duration::from_secs(60), || !probe.less_equal(&1)), "not written after the database came back");
+        assert!(
+            step_until(worker, Duration::from_secs(60), || !probe.less_equal(&1)),
+            "not written after the database came back"
+        );
         drop((din, lin, ain));
         assert!(step_until(worker, Duration::from_secs(60), || probe.done()));
     })
@@ -565,6 +697,12 @@ fn outage_holds_the_epoch_and_retries_until_the_database_is_back() {
     let st = handle.stats();
     assert!(st.retries > 0, "{st:?}");
     assert_eq!(st.last_error, None);
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.predictions")), 200);
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {s}.epochs")), 2);
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM {s}.predictions")),
+        200
+    );
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM {s}.epochs")),
+        2
+    );
 }

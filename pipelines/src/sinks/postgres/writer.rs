@@ -132,12 +132,12 @@ impl Connector {
         registry: Option<PathBuf>,
     ) -> Result<Connector, PostgresSinkError> {
         let redacted = crate::plugins::redact(url);
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            PostgresSinkError::Url {
-                target: redacted.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let mut config: postgres::Config =
+            url.parse()
+                .map_err(|e: postgres::Error| PostgresSinkError::Url {
+                    target: redacted.clone(),
+                    message: e.to_string(),
+                })?;
         if config.get_user().is_none() {
             return Err(PostgresSinkError::Url {
                 target: redacted,
@@ -207,14 +207,18 @@ impl Connector {
 }
 
 fn connect_hint(e: &postgres::Error, have_password: bool) -> String {
-    let text = e.to_string();
+    let text = super::chain(e);
     if text.contains("password") || text.contains("authentication") {
         if have_password {
             " (the password was refused: check the password environment variable, [postgres] password_env)".into()
         } else {
             " (no password given: set the variable named by [postgres] password_env, PGPASSWORD by default)".into()
         }
-    } else if text.contains("refused") || text.contains("timed out") || text.contains("resolve") {
+    } else if text.contains("refused")
+        || text.contains("timed out")
+        || text.contains("resolve")
+        || text.contains("connecting to server")
+    {
         " (is the server running? scripts/postgres-up.sh starts a local one and prints its URL)"
             .into()
     } else {
@@ -232,7 +236,8 @@ struct Statements {
     epochs: Statement,
 }
 
-const PREDICTION_COLUMNS: &str = "complaint_id, model_version, score, predicted_success, escalate, \
+const PREDICTION_COLUMNS: &str =
+    "complaint_id, model_version, score, predicted_success, escalate, \
      priority, queue, reasons, product, issue, state, company, date_received, epoch, ingested_at, \
      decided_at";
 
@@ -438,7 +443,8 @@ impl PgWriter {
                  ) ON COMMIT DELETE ROWS;"
             ))
             .map_err(sql("creating the staging tables"))?;
-        let statements = Statements::prepare(&mut client, s).map_err(sql("preparing statements"))?;
+        let statements =
+            Statements::prepare(&mut client, s).map_err(sql("preparing statements"))?;
         Ok(PgWriter {
             client,
             target: c.target.clone(),
@@ -555,8 +561,12 @@ impl PgWriter {
                 latest.keys().map(|(d, _)| *d).collect();
             for (d, upsert, delete) in &st.aggregates {
                 if dims.contains(d) {
-                    report.aggregate_rows += tx.execute(upsert, &[]).map_err(sql("upserting aggregates"))?;
-                    report.aggregate_rows += tx.execute(delete, &[]).map_err(sql("deleting aggregates"))?;
+                    report.aggregate_rows += tx
+                        .execute(upsert, &[])
+                        .map_err(sql("upserting aggregates"))?;
+                    report.aggregate_rows += tx
+                        .execute(delete, &[])
+                        .map_err(sql("deleting aggregates"))?;
                 }
             }
         }
@@ -564,13 +574,20 @@ impl PgWriter {
         // Models: the registry's versions, when a new version shows up or the refresh is due.
         if let Some(list) = &models {
             for m in list {
-                report.models += write_model(&mut tx, &st.upsert_model, m).map_err(sql("upserting models"))?;
+                report.models +=
+                    write_model(&mut tx, &st.upsert_model, m).map_err(sql("upserting models"))?;
             }
         }
 
         let epochs: Vec<i64> = batches.iter().map(|b| epoch_i64(b.epoch)).collect();
-        let preds: Vec<i32> = batches.iter().map(|b| count_i32(b.decisions.len())).collect();
-        let dead: Vec<i32> = batches.iter().map(|b| count_i32(b.dead_letters.len())).collect();
+        let preds: Vec<i32> = batches
+            .iter()
+            .map(|b| count_i32(b.decisions.len()))
+            .collect();
+        let dead: Vec<i32> = batches
+            .iter()
+            .map(|b| count_i32(b.dead_letters.len()))
+            .collect();
         let aggs: Vec<i32> = batches
             .iter()
             .map(|b| count_i32(b.aggregate_changes.len()))
@@ -591,7 +608,10 @@ impl PgWriter {
 
     /// The registry's versions when they should be written in this transaction: at the first
     /// write, when a decision names a version not written yet, or every `models_refresh`.
-    fn models_due(&mut self, batches: &[EpochBatch]) -> Option<Vec<complaintflow_models::VersionMetadata>> {
+    fn models_due(
+        &mut self,
+        batches: &[EpochBatch],
+    ) -> Option<Vec<complaintflow_models::VersionMetadata>> {
         let dir = self.registry.as_ref()?;
         let due = match self.models_written {
             None => true,
