@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use complaintflow_datasets::replay::{Resampler, SystemClock};
 use complaintflow_datasets::{read_path, Format, ValidationOptions};
-use complaintflow_models::{train, Model, TrainConfig};
+use complaintflow_models::Model;
 use complaintflow_operators::prelude::*;
 use complaintflow_pipelines::{start, EngineConfig, RunSummary, SourceSpec};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -48,23 +48,17 @@ fn setup() -> Setup {
     } else {
         complaintflow_datasets::bundled_sample_path()
     };
-    let real: Vec<_> = read_path(&real_path, Format::Auto, &ValidationOptions::default())
-        .expect("real data")
-        .filter_map(Result::ok)
-        .collect();
+    let real = complaintflow_testkit::real_records(&real_path);
     let n: u64 = std::env::var("CF_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let t = Instant::now();
-    let cfg = TrainConfig {
-        folds: 2,
-        alphas: vec![3.0],
-        max_iterations: 60,
-        ..TrainConfig::default()
-    };
-    let mut model = train(&real, &cfg, &mut |_| {}).expect("training").model;
-    model.version = "bench".into();
+    let model = complaintflow_testkit::train_model(
+        &real,
+        &complaintflow_testkit::bench_train_config(),
+        "bench",
+    );
     eprintln!(
         "engine bench: model trained on {} real complaints in {:.1?} (dim {})",
         real.len(),

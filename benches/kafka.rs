@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use complaintflow_datasets::replay::Rate;
 use complaintflow_datasets::{read_path, Format, ValidationOptions};
-use complaintflow_models::{train, Model, TrainConfig};
+use complaintflow_models::Model;
 use complaintflow_operators::kafka::{
     consume_topic, produce_file, ConsumeOptions, DeliveryMode, KafkaConfig, ProduceOptions,
     ReadMode,
@@ -56,84 +56,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tansu() -> PathBuf {
-    let tools = std::env::var_os("COMPLAINTFLOW_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/complaintflow/tools")
-        });
-    tools.join("bin/tansu")
-}
-
-/// The broker of this bench; stopped on drop.
-struct Broker {
-    state: tempfile::TempDir,
-    addr: String,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let state = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("bash")
-            .arg(root().join("scripts/kafka-up.sh"))
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--port", &port.to_string()])
-            .output()
-            .expect("scripts/kafka-up.sh runs");
-        assert!(
-            out.status.success(),
-            "kafka-up.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addr = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        Broker { state, addr }
-    }
-
-    fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.state.path().join("tansu.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    }
-
-    fn topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://{}", self.addr),
-            ])
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .expect("tansu topic create");
-        assert!(
-            out.status.success(),
-            "topic {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("scripts/kafka-down.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output();
-    }
-}
+use complaintflow_testkit::{tansu_bin as tansu, Broker};
 
 /// CPU seconds (user + system) of a process so far, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -181,15 +104,15 @@ struct Bench {
 impl Bench {
     fn topics(&self, tag: &str) -> (String, KafkaSinkTopics) {
         let input = format!("in-{tag}");
-        self.broker.topic(&input, 4);
+        self.broker.create_topic(&input, 4);
         let topics = KafkaSinkTopics {
             predictions: Some(format!("pred-{tag}")),
             dead_letters: Some(format!("dlq-{tag}")),
             aggregates: Some(format!("agg-{tag}")),
         };
-        self.broker.topic(&format!("pred-{tag}"), 4);
-        self.broker.topic(&format!("dlq-{tag}"), 1);
-        self.broker.topic(&format!("agg-{tag}"), 1);
+        self.broker.create_topic(&format!("pred-{tag}"), 4);
+        self.broker.create_topic(&format!("dlq-{tag}"), 1);
+        self.broker.create_topic(&format!("agg-{tag}"), 1);
         (input, topics)
     }
 
@@ -400,19 +323,13 @@ fn main() {
     } else {
         complaintflow_datasets::bundled_sample_path()
     };
-    let real: Vec<_> = read_path(&data, Format::Auto, &ValidationOptions::default())
-        .expect("real data")
-        .filter_map(Result::ok)
-        .collect();
+    let real = complaintflow_testkit::real_records(&data);
     let t = Instant::now();
-    let cfg = TrainConfig {
-        folds: 2,
-        alphas: vec![3.0],
-        max_iterations: 60,
-        ..TrainConfig::default()
-    };
-    let mut model = train(&real, &cfg, &mut |_| {}).expect("training").model;
-    model.version = "bench".into();
+    let model = complaintflow_testkit::train_model(
+        &real,
+        &complaintflow_testkit::bench_train_config(),
+        "bench",
+    );
     eprintln!(
         "kafka bench: model trained on {} real complaints of {} in {:.1?} (dim {})",
         real.len(),
@@ -420,7 +337,7 @@ fn main() {
         t.elapsed(),
         model.pipeline.dim()
     );
-    let broker = Broker::start();
+    let broker = Broker::start_required();
     eprintln!("kafka bench: tansu at {}", broker.addr);
     let mut kafka = KafkaConfig::with_brokers(&broker.addr);
     // CF_KAFKA_OPTS="linger.ms=20,enable.idempotence=false": librdkafka properties.

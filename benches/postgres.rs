@@ -174,6 +174,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 fn phase(name: &str, w: &mut PgWriter, bs: &[EpochBatch]) {
     let mut rates = Vec::new();
+    let (mut latencies, mut commits) = (Vec::new(), Vec::new());
     let (mut copy, mut upsert, mut commit) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     let mut rows = 0usize;
@@ -182,6 +183,8 @@ fn phase(name: &str, w: &mut PgWriter, bs: &[EpochBatch]) {
         let r = w.write(std::slice::from_ref(b)).expect("write");
         let secs = t.elapsed().as_secs_f64();
         rates.push(b.decisions.len() as f64 / secs);
+        latencies.push(secs * 1000.0);
+        commits.push(r.commit_micros as f64 / 1000.0);
         copy += r.copy_micros;
         upsert += r.upsert_micros;
         commit += r.commit_micros;
@@ -189,14 +192,19 @@ fn phase(name: &str, w: &mut PgWriter, bs: &[EpochBatch]) {
     }
     let total = start.elapsed().as_secs_f64();
     rates.sort_by(f64::total_cmp);
+    latencies.sort_by(f64::total_cmp);
+    commits.sort_by(f64::total_cmp);
     let all = (copy + upsert + commit).max(1) as f64;
     println!(
-        "{name:>7}: {rows} predictions in {} transactions, {total:.2} s: overall {:.0} rows/s; per transaction median {:.0} rows/s (p10 {:.0}, p90 {:.0}); time: COPY {:.0} %, upsert {:.0} %, COMMIT {:.0} %",
+        "{name:>7}: {rows} predictions in {} transactions, {total:.2} s: overall {:.0} rows/s; per transaction median {:.0} rows/s (p10 {:.0}, p90 {:.0}); transaction latency median {:.1} ms (p90 {:.1}), of which COMMIT median {:.1} ms; time: COPY {:.0} %, upsert {:.0} %, COMMIT {:.0} %",
         bs.len(),
         rows as f64 / total,
         pct(&rates, 0.5),
         pct(&rates, 0.1),
         pct(&rates, 0.9),
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.9),
+        pct(&commits, 0.5),
         100.0 * copy as f64 / all,
         100.0 * upsert as f64 / all,
         100.0 * commit as f64 / all,

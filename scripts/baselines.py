@@ -15,6 +15,9 @@ Models (the three columns of issue 13's table):
 - LightGBM: the categorical fields as pandas categories (LightGBM's native categorical
   splits) + year / month / weekday / days-to-company; 400 rounds, 31 leaves, lr 0.05.
 - blend: mean of the two probabilities.
+- perpetual (with --perpetual; `pip install perpetual`, the PyPI build of the same Rust core
+  as the `perpetual` crate): PerpetualBooster(LogLoss, budget 0.5 unless --budget) on the
+  LightGBM columns, categoricals native. A reference for the crate choice in docs/MODELS.md.
 
 Evaluations: hash split (train on hash_train, score the rest) and temporal (train on the
 `train` window, score the `test` and `out_of_time` windows). Prints AUC, PR-AUC and ECE
@@ -114,6 +117,24 @@ def fit_lgbm(tr, te_list):
     return [model.predict_proba(frame(te, cats))[:, 1] for te in te_list]
 
 
+def fit_perpetual(tr, te_list, budget):
+    from perpetual import PerpetualBooster
+
+    cols = CATS + ["year", "month", "weekday", "days_to_company"]
+
+    def frame(df, cats=None):
+        x = df[cols].copy()
+        for c in CATS:
+            x[c] = pd.Categorical(x[c], categories=cats[c] if cats else None)
+        return x
+
+    xtr = frame(tr)
+    cats = {c: xtr[c].cat.categories for c in CATS}
+    model = PerpetualBooster(objective="LogLoss", budget=budget, num_threads=2)
+    model.fit(xtr, tr["label"].to_numpy())
+    return [model.predict_proba(frame(te, cats))[:, 1] for te in te_list]
+
+
 def metrics(p, y):
     return {
         "auc": float(roc_auc_score(y, p)),
@@ -123,22 +144,30 @@ def metrics(p, y):
     }
 
 
-def run(tr, tests):
+def run(tr, tests, perpetual_budget=None):
     t = time.time()
     lr = fit_lr(tr, [te for _, te in tests])
     t_lr = time.time() - t
     t = time.time()
     gb = fit_lgbm(tr, [te for _, te in tests])
     t_gb = time.time() - t
+    pp = [None] * len(tests)
+    t_pp = None
+    if perpetual_budget is not None:
+        t = time.time()
+        pp = fit_perpetual(tr, [te for _, te in tests], perpetual_budget)
+        t_pp = time.time() - t
     res = {}
-    for (name, te), a, b in zip(tests, lr, gb):
+    for (name, te), a, b, c in zip(tests, lr, gb, pp):
         y = te["label"].to_numpy()
         res[name] = {
             "sklearn_lr": metrics(a, y),
             "lightgbm": metrics(b, y),
             "blend": metrics((a + b) / 2, y),
         }
-    res["fit_seconds"] = {"sklearn_lr": t_lr, "lightgbm": t_gb}
+        if c is not None:
+            res[name]["perpetual"] = metrics(c, y)
+    res["fit_seconds"] = {"sklearn_lr": t_lr, "lightgbm": t_gb, "perpetual": t_pp}
     return res
 
 
@@ -146,16 +175,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("splits", help="JSON Lines from the export_splits example")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--perpetual", action="store_true", help="also fit PerpetualBooster")
+    ap.add_argument("--budget", type=float, default=0.5, help="PerpetualBooster budget")
     a = ap.parse_args()
     df = prepare(pd.read_json(a.splits, lines=True))
     df["label"] = df["label"].astype(int)
     out = {}
     hash_tr = df[df["hash_train"]]
     hash_te = df[~df["hash_train"]]
-    out["hash"] = run(hash_tr, [("test", hash_te)])
+    budget = a.budget if a.perpetual else None
+    out["hash"] = run(hash_tr, [("test", hash_te)], budget)
     w = df["window"]
     out["temporal"] = run(
-        df[w == "train"], [("test", df[w == "test"]), ("out_of_time", df[w == "out_of_time"])]
+        df[w == "train"],
+        [("test", df[w == "test"]), ("out_of_time", df[w == "out_of_time"])],
+        budget,
     )
     for split, r in out.items():
         for win, fams in r.items():

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Starts a local Kafka-compatible broker (tansu 0.6.0, SQLite storage) on 127.0.0.1, creates
-# the complaintflow topics, and prints the bootstrap address (127.0.0.1:PORT) as its LAST
-# line. Idempotent: a broker already running from the same state directory is reused.
+# the complaintflow topics, and prints the bootstrap address (HOST:PORT) as its LAST line.
+# Idempotent: a broker already running from the same state directory is reused.
 #
-#   scripts/kafka-up.sh [--state-dir DIR] [--port N]
+#   scripts/kafka-up.sh [--state-dir DIR] [--port N] [--host ADDR]
 #
 #   --state-dir DIR   broker data, pid file and log (default ./state/kafka); data and
 #                     committed group offsets survive a restart with the same DIR
 #   --port N          listener port (default 9092)
+#   --host ADDR       listener address (default 127.0.0.1: loopback unless told otherwise;
+#                     scripts/cluster-netns.sh runs it on 10.77.0.1 in its own namespace)
 #
 # Installs tansu on first use (scripts/install-tansu.sh, ~9 minutes cold). Stop it with
 # scripts/kafka-down.sh --state-dir DIR. Users with a real Kafka cluster skip this and pass
@@ -16,13 +18,16 @@ set -euo pipefail
 
 STATE="./state/kafka"
 PORT=9092
+HOST=127.0.0.1
 while [ $# -gt 0 ]; do
   case "$1" in
     --state-dir) STATE="$2"; shift 2 ;;
     --state-dir=*) STATE="${1#*=}"; shift ;;
     --port) PORT="$2"; shift 2 ;;
     --port=*) PORT="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --host) HOST="$2"; shift 2 ;;
+    --host=*) HOST="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka-up: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,10 +39,10 @@ mkdir -p "$STATE"
 STATE="$(cd "$STATE" && pwd)"
 PIDFILE="$STATE/tansu.pid"
 LOG="$STATE/tansu.log"
-ADDR="127.0.0.1:$PORT"
+ADDR="$HOST:$PORT"
 BROKER="tcp://$ADDR"
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+answers() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 if running; then

@@ -32,9 +32,16 @@ pub struct GlobalArgs {
     /// Log format on stderr (RUST_LOG sets the filter).
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Bearer token of the HTTP API's mutating requests: `run` requires it on them,
+    /// `retrain` sends it [default: [http] token, else $COMPLAINTFLOW_API_TOKEN]. Prefer the
+    /// environment variable: a flag is visible to other users in the process list.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub api_token: Option<String>,
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Inspect, validate and split complaint files.

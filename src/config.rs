@@ -101,13 +101,94 @@ pub enum LogFormat {
 pub struct HttpConfig {
     /// Address of the query API and dashboard, `HOST:PORT`, or `off`.
     pub addr: String,
+    /// The bearer token of mutating requests (`POST /api/retrain`). Empty: read it from the
+    /// environment variable named by `token_env`. The flag `--api-token` and
+    /// `COMPLAINTFLOW_HTTP__TOKEN` set this key too.
+    pub token: String,
+    /// The environment variable that holds the token when `token` is empty.
+    pub token_env: String,
+    /// Directories retraining may read from (canonicalized; nothing outside them, no `..` or
+    /// symlink escape). Empty: the state directory and the bundled sample's directory.
+    pub data_dirs: Vec<PathBuf>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Mutating requests allowed per minute (failed authentications have a budget of their
+    /// own of the same size).
+    pub mutations_per_minute: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: "127.0.0.1:8080".to_string(),
+            token: String::new(),
+            token_env: crate::http::security::DEFAULT_TOKEN_ENV.to_string(),
+            data_dirs: Vec::new(),
+            max_body_bytes: crate::http::security::DEFAULT_MAX_BODY_BYTES,
+            mutations_per_minute: crate::http::security::DEFAULT_MUTATIONS_PER_MINUTE,
         }
+    }
+}
+
+impl HttpConfig {
+    /// The API token: `token` when set, else the variable named by `token_env` (unset or
+    /// empty: no token).
+    pub fn api_token(&self) -> Result<Option<crate::http::ApiToken>> {
+        use crate::http::ApiToken;
+        if !self.token.is_empty() {
+            return Ok(Some(ApiToken::new(&self.token, "[http] token")?));
+        }
+        if self.token_env.is_empty() {
+            return Ok(None);
+        }
+        match std::env::var(&self.token_env) {
+            Ok(v) if !v.is_empty() => Ok(Some(ApiToken::new(
+                &v,
+                &format!("the environment variable {}", self.token_env),
+            )?)),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => bail!(
+                "the environment variable {} (the API token, [http] token_env) is not UTF-8",
+                self.token_env
+            ),
+        }
+    }
+
+    /// The token as sent by clients: the same lookup, the secret itself.
+    pub fn api_token_secret(&self) -> Option<String> {
+        if !self.token.is_empty() {
+            return Some(self.token.clone());
+        }
+        std::env::var(&self.token_env)
+            .ok()
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// The directories retraining may read: `[http] data_dirs`, or by default the state
+    /// directory and the bundled sample's directory (those of them that exist).
+    pub fn retrain_data_dirs(&self) -> Result<crate::http::DataDirs> {
+        if self.http.data_dirs.is_empty() {
+            let mut dirs = vec![self.state_dir.clone()];
+            if let Some(d) = complaintflow_datasets::bundled_sample_path().parent() {
+                dirs.push(d.to_path_buf());
+            }
+            // Defaults that do not exist (yet) are skipped.
+            Ok(crate::http::DataDirs::new(&dirs, &dirs)?)
+        } else {
+            Ok(crate::http::DataDirs::new(&self.http.data_dirs, &[])?)
+        }
+    }
+
+    /// The HTTP server's access control from `[http]`.
+    pub fn api_security(&self) -> Result<crate::http::ApiSecurity> {
+        Ok(crate::http::ApiSecurity {
+            token: self.http.api_token()?,
+            data_dirs: self.retrain_data_dirs()?,
+            max_body_bytes: self.http.max_body_bytes,
+            mutations_per_minute: self.http.mutations_per_minute,
+        })
     }
 }
 
@@ -118,6 +199,8 @@ pub struct FlagOverrides {
     pub state_dir: Option<PathBuf>,
     /// `--log-format`
     pub log_format: Option<LogFormat>,
+    /// `--api-token` (sets `[http] token`)
+    pub api_token: Option<String>,
 }
 
 /// Where the effective configuration came from, for `config show` and error messages.
@@ -138,8 +221,9 @@ pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
 
 /// `COMPLAINTFLOW_*` variables that are not configuration keys: flags' environment
 /// variables (`--config`, `--brokers`) and those of the scripts and tests.
-const NON_CONFIG_ENV: [&str; 7] = [
+const NON_CONFIG_ENV: [&str; 8] = [
     "config",
+    "api_token",
     "brokers",
     "tools",
     "cache",
@@ -208,6 +292,9 @@ fn load_with_env(explicit: Option<&Path>, flags: &FlagOverrides, env: Env) -> Re
     if let Some(f) = flags.log_format {
         config.log.format = f;
     }
+    if let Some(t) = &flags.api_token {
+        config.http.token = t.clone();
+    }
     validate(&config)?;
     Ok(Loaded { config, file })
 }
@@ -220,12 +307,26 @@ pub fn validate(config: &Config) -> Result<()> {
             config.http.addr
         );
     }
+    // [http]: the token parses, the limits are in range, and a non-loopback address has a
+    // token (configured data directories are checked where they are used: `run`).
+    let api = crate::http::ApiSecurity {
+        token: config.http.api_token()?,
+        max_body_bytes: config.http.max_body_bytes,
+        mutations_per_minute: config.http.mutations_per_minute,
+        ..crate::http::ApiSecurity::default()
+    };
+    api.validate()?;
+    if config.http.addr != "off" {
+        crate::http::security::check_exposure(&config.http.addr, api.token.as_ref())
+            .map_err(|e| anyhow::anyhow!("http.addr: {e}"))?;
+    }
     if config.data.max_record_bytes == 0 || config.data.max_narrative_bytes == 0 {
         bail!("data.max_record_bytes and data.max_narrative_bytes must be positive");
     }
     crate::http::HttpUiConfig {
         dashboard: config.dashboard.clone(),
         alerts: config.alerts.clone(),
+        ..crate::http::HttpUiConfig::default()
     }
     .validate()
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -324,6 +425,7 @@ mod tests {
             let flags = FlagOverrides {
                 state_dir: Some("/from/flag".into()),
                 log_format: Some(LogFormat::Json),
+                api_token: None,
             };
             let env = Env::prefixed("CFTEST_").split("__");
             let l = load_with_env(Some(&f), &flags, env).unwrap();

@@ -335,3 +335,68 @@ fn train_on_a_missing_file_says_which_file() {
         stderr(&o)
     );
 }
+
+#[test]
+fn promotion_gate_needs_the_margin_and_models_compare_reports_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Same data and configuration twice: equal out-of-time AUC, so a positive margin keeps
+    // the challenger a candidate.
+    let cfg = FAST.replacen("[train]\n", "[train]\npromotion_margin = 0.01\n", 1);
+    std::fs::write(dir.join("fast.toml"), cfg).unwrap();
+    let data = sample();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["--config", "fast.toml", "train", "--data", data.as_str()];
+        args.extend_from_slice(extra);
+        run(&args, dir)
+    };
+    let o = train(&["--promote"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("promoted v0001"), "{}", stdout(&o));
+    let o = train(&["--promote"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("v0002 stays a candidate"), "{out}");
+    assert!(out.contains("+ margin 0.01"), "{out}");
+    assert_eq!(versions(dir)[0], ("v0001".into(), "production".into()));
+    assert_eq!(versions(dir)[1], ("v0002".into(), "candidate".into()));
+    // --force overrides the gate.
+    let o = train(&["--promote", "--force", "--family", "lr"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(--force)"), "{}", stdout(&o));
+    assert_eq!(versions(dir)[2], ("v0003".into(), "production".into()));
+
+    let o = run(
+        &[
+            "--config",
+            "fast.toml",
+            "models",
+            "compare",
+            "v0001",
+            "production",
+            "--data",
+            &sample(),
+            "--resamples",
+            "100",
+            "--json",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let models = c["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0]["version"], "v0001");
+    assert_eq!(models[1]["version"], "v0003");
+    assert_eq!(models[1]["family"], "lr");
+    for m in models {
+        let auc = m["metrics"]["auc_roc"].as_f64().unwrap();
+        let ci = m["auc_ci"].as_array().unwrap();
+        assert!(ci[0].as_f64().unwrap() <= auc && auc <= ci[1].as_f64().unwrap());
+        assert!(!m["per_product"].as_array().unwrap().is_empty());
+    }
+    let diff = c["auc_diff"].as_f64().unwrap();
+    let want = models[1]["metrics"]["auc_roc"].as_f64().unwrap()
+        - models[0]["metrics"]["auc_roc"].as_f64().unwrap();
+    assert!((diff - want).abs() < 1e-12);
+}

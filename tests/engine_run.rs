@@ -370,6 +370,7 @@ fn retraining_mid_stream_swaps_the_model_and_loses_nothing() {
     let dir = tmp.path();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = bin(dir)
+        .args(["--api-token", "engine-run-test-token-0123"])
         .args([
             "run",
             "--once",
@@ -400,6 +401,7 @@ fn retraining_mid_stream_swaps_the_model_and_loses_nothing() {
     );
     // `complaintflow retrain` against the running instance (it POSTs /api/retrain).
     let o = bin(dir)
+        .args(["--api-token", "engine-run-test-token-0123"])
         .args([
             "retrain",
             "--data",

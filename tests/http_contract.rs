@@ -37,8 +37,23 @@ impl Answer {
     }
 }
 
+/// The API token the tests' server is configured with (mutating requests need it).
+const TOKEN: &str = "http-contract-token-0123456789";
+
+/// A configuration with [`TOKEN`], retraining allowed under the system's temp directory.
+fn ui_config() -> http::HttpUiConfig {
+    http::HttpUiConfig {
+        api: http::ApiSecurity {
+            token: Some(http::ApiToken::new(TOKEN, "test").unwrap()),
+            data_dirs: http::DataDirs::new(&[std::env::temp_dir()], &[]).unwrap(),
+            ..http::ApiSecurity::default()
+        },
+        ..http::HttpUiConfig::default()
+    }
+}
+
 async fn call(view: &Arc<FakeView>, req: Request<Body>) -> Answer {
-    let (app, _monitor) = http::app(view.clone(), http::HttpUiConfig::default());
+    let (app, _monitor) = http::app(view.clone(), ui_config());
     let resp = app.oneshot(req).await.unwrap();
     let status = resp.status();
     let content_type = resp
@@ -66,6 +81,7 @@ async fn post_json(view: &Arc<FakeView>, uri: &str, body: &str) -> Answer {
         view,
         Request::post(uri)
             .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
             .body(Body::from(body.to_string()))
             .unwrap(),
     )
@@ -189,25 +205,25 @@ async fn retrain_validates_its_body() {
         view.calls().retrain.is_empty(),
         "invalid bodies never reach the engine"
     );
-    // The engine's refusals map to 400 (invalid) and 409 (busy) with its message.
+    // The engine's refusals map to 400 (invalid) and 409 (busy) with its message. (The
+    // file must exist inside the data directories: see http_security for those checks.)
+    let dir = tempfile::tempdir().unwrap();
+    let data = std::fs::canonicalize(dir.path()).unwrap().join("data.json");
+    std::fs::write(&data, "[]").unwrap();
+    let body = |extra: &str| format!("{{\"path\": {:?}{extra}}}", data.to_str().unwrap());
     *view.retrain_answer.lock().unwrap() = Err(RetrainError::Invalid(
         "path \"/nowhere.json\": no such file".into(),
     ));
-    let a = post_json(&view, "/api/retrain", "{\"path\": \"/nowhere.json\"}").await;
+    let a = post_json(&view, "/api/retrain", &body("")).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.error().contains("path"), "{}", a.error());
     *view.retrain_answer.lock().unwrap() = Err(RetrainError::Busy("already retraining".into()));
-    let a = post_json(&view, "/api/retrain", "{\"path\": \"/data.json\"}").await;
+    let a = post_json(&view, "/api/retrain", &body("")).await;
     assert_eq!(a.status, StatusCode::CONFLICT);
     *view.retrain_answer.lock().unwrap() = Ok(());
-    let a = post_json(
-        &view,
-        "/api/retrain",
-        "{\"path\": \"/data.json\", \"format\": \"jsonl\"}",
-    )
-    .await;
+    let a = post_json(&view, "/api/retrain", &body(", \"format\": \"jsonl\"")).await;
     assert_eq!(a.status, StatusCode::ACCEPTED);
-    assert_eq!(a.json()["path"], "/data.json");
+    assert_eq!(a.json()["path"], data.to_str().unwrap());
     assert_eq!(a.json()["format"], "jsonl");
     assert_eq!(view.calls().retrain.len(), 3);
 }
@@ -451,7 +467,13 @@ async fn dataflow_lists_operators_with_counters_rates_and_edges() {
     let j = a.json();
     assert_eq!(
         keys(&j),
-        ["edges", "interval_ms", "operators", "untracked_events", "workers"]
+        [
+            "edges",
+            "interval_ms",
+            "operators",
+            "untracked_events",
+            "workers"
+        ]
     );
     assert_eq!(j["workers"], 2);
     assert!(j["interval_ms"].as_f64().unwrap() > 0.0);
@@ -479,7 +501,10 @@ async fn dataflow_lists_operators_with_counters_rates_and_edges() {
             ]
         );
         assert_eq!(o["dataflow"], o["address"][0]);
-        assert!((0.0..=100.0).contains(&o["busy_pct"].as_f64().unwrap()), "{o}");
+        assert!(
+            (0.0..=100.0).contains(&o["busy_pct"].as_f64().unwrap()),
+            "{o}"
+        );
     }
     let by_name = |n: &str| {
         ops.iter()
@@ -521,7 +546,10 @@ async fn dataflow_lists_operators_with_counters_rates_and_edges() {
     };
     assert_eq!(edge("Input", "FlatMap")["records"], records);
     assert_eq!(edge("FlatMap", "Count")["records"], records);
-    assert_eq!(edge("Count", "Probe")["records"], by_name("Count")["records_out"]);
+    assert_eq!(
+        edge("Count", "Probe")["records"],
+        by_name("Count")["records_out"]
+    );
 }
 
 /// An [`http::EngineView`] that does not implement `dataflow`: the trait's default answers.
@@ -562,7 +590,9 @@ async fn a_view_without_a_dataflow_serves_an_empty_graph() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"workers": 0, "interval_ms": null, "operators": [], "edges": [], "untracked_events": 0})

@@ -214,18 +214,7 @@ fn kill_9_and_restart_loses_nothing_and_counts_nothing_twice() {
 
     // The run under test: kill -9 once a checkpoint covers at least 20,000 messages.
     let mut e = engine(dir, "state", b, &["--until-idle", "3s"]);
-    let t0 = Instant::now();
-    let at_kill = loop {
-        if let Some(status) = e.try_wait().unwrap() {
-            panic!("the engine ended ({status}) before it could be killed");
-        }
-        match latest_checkpoint(&dir.join("state")) {
-            Some((epoch, n)) if n >= 20_000 => break (epoch, n),
-            _ => {}
-        }
-        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let at_kill = wait_for_checkpoint(&mut [&mut e], &dir.join("state"), 20_000);
     e.kill().unwrap(); // SIGKILL
     let _ = e.wait();
     eprintln!(

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use complaintflow_models::{train, Model, TrainConfig};
+use complaintflow_models::Model;
 use complaintflow_operators::kafka::{
     consume_topic, detect_transactions, produce_file, ConsumeOptions, DeliveryMode, KafkaConfig,
     MockKafka, MockRequest, ProduceOptions, ReadMode, TxnSupport, MALFORMED_KEY_PREFIX,
@@ -20,22 +20,8 @@ use complaintflow_pipelines::{
 };
 
 fn model() -> Model {
-    let rows: Vec<_> = complaintflow_datasets::read_path(
-        complaintflow_datasets::bundled_sample_path(),
-        complaintflow_datasets::Format::Auto,
-        &Default::default(),
-    )
-    .unwrap()
-    .filter_map(Result::ok)
-    .collect();
-    let mut cfg = TrainConfig {
-        folds: 2,
-        alphas: vec![3.0],
-        max_iterations: 60,
-        ..TrainConfig::default()
-    };
-    cfg.features.max_features = 500;
-    train(&rows, &cfg, &mut |_| {}).unwrap().model
+    let rows = complaintflow_testkit::real_records(&complaintflow_datasets::bundled_sample_path());
+    complaintflow_testkit::train_model(&rows, &complaintflow_testkit::fast_train_config(), "mock-v1")
 }
 
 fn run(

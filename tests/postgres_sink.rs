@@ -20,7 +20,6 @@ use complaintflow_pipelines::sinks::postgres::{Connector, PostgresConfig};
 #[allow(dead_code)]
 #[path = "support/engine.rs"]
 mod engine;
-#[allow(dead_code)]
 mod kafka_support;
 
 fn server() -> Option<String> {
@@ -340,7 +339,29 @@ fn kill_9_over_kafka_and_restart_leave_the_tables_of_an_uninterrupted_run() {
         "checkpoint covers {} but only {written} rows are committed",
         at_kill.1
     );
-    wait_ok(kafka_engine(dir, "state", b, &args), "the restarted engine");
+    let epochs_at_kill = scalar(&mut db, &format!("SELECT count(*) FROM {crashed}.epochs"));
+    eprintln!(
+        "killed after the checkpoint of epoch {} ({} messages); {written} predictions and \
+         {epochs_at_kill} epochs committed at the kill",
+        at_kill.0, at_kill.1
+    );
+    let log = wait_ok(kafka_engine(dir, "state", b, &args), "the restarted engine");
+    assert!(
+        log.contains("resuming from the checkpoint of epoch"),
+        "the restart did not resume from the checkpoint:\n{log}"
+    );
+    // The restart re-sent only what the checkpoint did not cover: fewer than N predictions
+    // were written by it (the sink's report line), so the test really crossed a restart.
+    let rewritten: Option<u64> = log.lines().find_map(|l| {
+        let rest = l.strip_prefix("postgres://")?;
+        let (_, after) = rest.split_once(": ")?;
+        after.split_once(" predictions")?.0.trim().parse().ok()
+    });
+    eprintln!("the restarted engine wrote {rewritten:?} predictions");
+    assert!(
+        rewritten.is_some_and(|r| r < N as u64),
+        "the restarted engine's report: {rewritten:?} (of {N})\n{log}"
+    );
 
     for (table, cols) in STABLE {
         assert_eq!(

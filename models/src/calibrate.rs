@@ -92,13 +92,33 @@ impl Calibration {
         }
         let t_pos = (pos + 1.0) / (pos + 2.0);
         let t_neg = 1.0 / (neg + 2.0);
+        let target = |yi: bool| if yi { t_pos } else { t_neg };
+        // Cross-entropy against the smoothed targets (the objective Newton minimises).
+        let loss = |a: f64, b: f64| -> f64 {
+            z.iter()
+                .zip(y)
+                .map(|(&zi, &yi)| {
+                    let m = a * zi + b;
+                    let t = target(yi);
+                    // t·softplus(−m) + (1−t)·softplus(m)
+                    let sp = |v: f64| {
+                        if v > 0.0 {
+                            v + (-v).exp().ln_1p()
+                        } else {
+                            v.exp().ln_1p()
+                        }
+                    };
+                    t * sp(-m) + (1.0 - t) * sp(m)
+                })
+                .sum()
+        };
         let (mut a, mut b) = (1.0f64, 0.0f64);
+        let mut f = loss(a, b);
         for _ in 0..100 {
             let (mut g_a, mut g_b, mut h_aa, mut h_ab, mut h_bb) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for (&zi, &yi) in z.iter().zip(y) {
                 let p = sigmoid(a * zi + b);
-                let t = if yi { t_pos } else { t_neg };
-                let d = p - t;
+                let d = p - target(yi);
                 let w = (p * (1.0 - p)).max(1e-12);
                 g_a += d * zi;
                 g_b += d;
@@ -114,9 +134,22 @@ impl Calibration {
             }
             let da = (h_bb * g_a - h_ab * g_b) / det;
             let db = (h_aa * g_b - h_ab * g_a) / det;
-            a -= da;
-            b -= db;
-            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            // Damped Newton: halve the step until the loss does not increase.
+            let mut step = 1.0;
+            let mut moved = false;
+            for _ in 0..40 {
+                let (na, nb) = (a - step * da, b - step * db);
+                let nf = loss(na, nb);
+                if nf.is_finite() && nf <= f {
+                    a = na;
+                    b = nb;
+                    f = nf;
+                    moved = true;
+                    break;
+                }
+                step *= 0.5;
+            }
+            if !moved || (step * da).abs() < 1e-10 && (step * db).abs() < 1e-10 {
                 break;
             }
         }
@@ -204,7 +237,12 @@ mod tests {
             let p: Vec<f64> = z.iter().map(|&v| c.apply(v)).collect();
             let after = expected_calibration_error(&p, &y, 10);
             assert!(before > 0.05 && after < 0.02, "{c:?}: {before} → {after}");
-            assert!(p.windows(2).all(|_| true));
+            let mut order: Vec<usize> = (0..z.len()).collect();
+            order.sort_by(|&i, &j| z[i].total_cmp(&z[j]));
+            assert!(
+                order.windows(2).all(|w| p[w[0]] <= p[w[1]] + 1e-12),
+                "{c:?} is not monotone"
+            );
         }
         if let Calibration::Platt { a, .. } = Calibration::fit_platt(&z, &y) {
             assert!((a - 1.0 / 3.0).abs() < 0.05, "a = {a}");

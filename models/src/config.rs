@@ -305,6 +305,27 @@ pub struct TemporalConfig {
     pub test_fraction: f64,
     /// Share of the out-of-time window (the newest complaints). Default `0.15`.
     pub out_of_time_fraction: f64,
+    /// Fixed windows instead of shares: first `date_received` of the validation window.
+    /// When `validation_start`, `test_start` and `out_of_time_start` are all set (increasing),
+    /// they replace the three fractions. Default unset.
+    pub validation_start: Option<chrono::NaiveDate>,
+    /// First `date_received` of the test window (see `validation_start`).
+    pub test_start: Option<chrono::NaiveDate>,
+    /// First `date_received` of the out-of-time window (see `validation_start`).
+    pub out_of_time_start: Option<chrono::NaiveDate>,
+}
+
+impl TemporalConfig {
+    /// The fixed start dates `(validation, test, out_of_time)`, when all three are set.
+    pub fn fixed_starts(
+        &self,
+    ) -> Option<(chrono::NaiveDate, chrono::NaiveDate, chrono::NaiveDate)> {
+        Some((
+            self.validation_start?,
+            self.test_start?,
+            self.out_of_time_start?,
+        ))
+    }
 }
 
 impl Default for TemporalConfig {
@@ -314,6 +335,9 @@ impl Default for TemporalConfig {
             validation_fraction: 0.1,
             test_fraction: 0.1,
             out_of_time_fraction: 0.15,
+            validation_start: None,
+            test_start: None,
+            out_of_time_start: None,
         }
     }
 }
@@ -463,6 +487,21 @@ impl TrainConfig {
             return Err(ModelError::Config(format!(
                 "temporal fractions {shares:?}: each in (0, 1), together below 0.9"
             )));
+        }
+        let dates = [t.validation_start, t.test_start, t.out_of_time_start];
+        let set = dates.iter().filter(|d| d.is_some()).count();
+        if set != 0 && set != 3 {
+            return Err(ModelError::Config(
+                "temporal: set all of validation_start, test_start and out_of_time_start, or none"
+                    .into(),
+            ));
+        }
+        if let Some((v, te, o)) = t.fixed_starts() {
+            if !(v < te && te < o) {
+                return Err(ModelError::Config(format!(
+                    "temporal: validation_start {v} < test_start {te} < out_of_time_start {o} required"
+                )));
+            }
         }
         if !(self.promotion_margin.is_finite() && self.promotion_margin >= -1.0) {
             return Err(ModelError::Config(format!(

@@ -13,8 +13,10 @@
 //! - Outcome fields (`company_response`, `timely`, `consumer_disputed`,
 //!   `company_public_response`) are never read.
 //!
-//! Cost: one hash per field (≈ 20 ns for a company name) and one table lookup; ≈ 0.3 µs per
-//! complaint for the 14 fields.
+//! Cost: the nine base fields are hashed once per complaint (crosses combine those hashes),
+//! then one table lookup and one `ln_1p` per field or cross (14); together with the tree walk
+//! this is the ≈ 1.6 µs on-CPU the tree family adds to the LR path on the loaded 2-core
+//! machine (docs/MODELS.md, `examples/score_cpu.rs`).
 
 use chrono::Datelike;
 use complaintflow_datasets::split::stable_hash;
@@ -149,26 +151,56 @@ fn cross(a: u64, b: u64) -> u64 {
     }
 }
 
-/// The level key of one field of a complaint.
-fn field_key(c: &Complaint, f: TreeField) -> u64 {
-    let product = || key_of(c.product.as_deref());
-    let issue = || key_of(c.issue.as_deref());
-    let company = || key_of(c.company.as_deref());
-    match f {
-        TreeField::Product => product(),
-        TreeField::SubProduct => key_of(c.sub_product.as_deref()),
-        TreeField::Issue => issue(),
-        TreeField::SubIssue => key_of(c.sub_issue.as_deref()),
-        TreeField::State => key_of(c.state.map(|s| s.code())),
-        TreeField::Zip3 => zip3(c),
-        TreeField::SubmittedVia => key_of(c.submitted_via.as_deref()),
-        TreeField::Company => company(),
-        TreeField::Consent => key_of(c.consumer_consent_provided.as_deref()),
-        TreeField::ProductIssue => cross(product(), issue()),
-        TreeField::CompanyProduct => cross(company(), product()),
-        TreeField::CompanyIssue => cross(company(), issue()),
-        TreeField::ProductSubIssue => cross(product(), key_of(c.sub_issue.as_deref())),
-        TreeField::CompanyYear => cross(company(), c.date_received.year() as u64),
+/// The base level keys of a complaint, each hashed once (crosses are derived from them).
+#[derive(Clone, Copy)]
+struct Keys {
+    product: u64,
+    sub_product: u64,
+    issue: u64,
+    sub_issue: u64,
+    state: u64,
+    zip3: u64,
+    via: u64,
+    company: u64,
+    consent: u64,
+    year: u64,
+}
+
+impl Keys {
+    fn of(c: &Complaint) -> Keys {
+        Keys {
+            product: key_of(c.product.as_deref()),
+            sub_product: key_of(c.sub_product.as_deref()),
+            issue: key_of(c.issue.as_deref()),
+            sub_issue: key_of(c.sub_issue.as_deref()),
+            state: key_of(c.state.map(|s| s.code())),
+            zip3: zip3(c),
+            via: key_of(c.submitted_via.as_deref()),
+            company: key_of(c.company.as_deref()),
+            consent: key_of(c.consumer_consent_provided.as_deref()),
+            year: c.date_received.year() as u64,
+        }
+    }
+
+    /// The level key of one field.
+    #[inline]
+    fn field(&self, f: TreeField) -> u64 {
+        match f {
+            TreeField::Product => self.product,
+            TreeField::SubProduct => self.sub_product,
+            TreeField::Issue => self.issue,
+            TreeField::SubIssue => self.sub_issue,
+            TreeField::State => self.state,
+            TreeField::Zip3 => self.zip3,
+            TreeField::SubmittedVia => self.via,
+            TreeField::Company => self.company,
+            TreeField::Consent => self.consent,
+            TreeField::ProductIssue => cross(self.product, self.issue),
+            TreeField::CompanyProduct => cross(self.company, self.product),
+            TreeField::CompanyIssue => cross(self.company, self.issue),
+            TreeField::ProductSubIssue => cross(self.product, self.sub_issue),
+            TreeField::CompanyYear => cross(self.company, self.year),
+        }
     }
 }
 
@@ -249,7 +281,7 @@ impl TreeEncoder {
         [te as f32, (f64::from(s.count)).ln_1p() as f32]
     }
 
-    fn era(&self, c: &Complaint, out: &mut Vec<f32>) {
+    fn era(&self, c: &Complaint, k: &Keys, out: &mut Vec<f32>) {
         let d = c.date_received;
         out.push(d.year() as f32);
         out.push(d.month0() as f32);
@@ -257,16 +289,10 @@ impl TreeEncoder {
         out.push((d.year() * 12 + d.month0() as i32 - self.start_month) as f32);
         out.push(f32::from(u8::from(c.tags.servicemember())));
         out.push(f32::from(u8::from(c.tags.older_american())));
-        out.push(f32::from(u8::from(
-            field_key(c, TreeField::SubProduct) == MISSING,
-        )));
-        out.push(f32::from(u8::from(
-            field_key(c, TreeField::SubIssue) == MISSING,
-        )));
-        out.push(f32::from(u8::from(zip3(c) == MISSING)));
-        out.push(f32::from(u8::from(
-            field_key(c, TreeField::Consent) == MISSING,
-        )));
+        out.push(f32::from(u8::from(k.sub_product == MISSING)));
+        out.push(f32::from(u8::from(k.sub_issue == MISSING)));
+        out.push(f32::from(u8::from(k.zip3 == MISSING)));
+        out.push(f32::from(u8::from(k.consent == MISSING)));
     }
 
     /// The row of a complaint (cleared and refilled). `numeric` = the pipeline's numeric
@@ -279,11 +305,12 @@ impl TreeEncoder {
         while out.len() < n {
             out.push(0.0);
         }
-        self.era(c, out);
+        let keys = Keys::of(c);
+        self.era(c, &keys, out);
         for t in &self.tables {
             let s = t
                 .levels
-                .get(&field_key(c, t.field))
+                .get(&keys.field(t.field))
                 .copied()
                 .unwrap_or_default();
             out.extend(self.encode_level(s));
@@ -318,8 +345,9 @@ impl TreeEncoder {
         let mut keys: Vec<Vec<u64>> = Vec::with_capacity(TreeField::ALL.len());
         // per fold stats per field
         let mut per_fold: Vec<Vec<IdMap<LevelStats>>> = Vec::new();
+        let row_keys: Vec<Keys> = rows.iter().map(|c| Keys::of(c)).collect();
         for f in TreeField::ALL {
-            let k: Vec<u64> = rows.iter().map(|c| field_key(c, f)).collect();
+            let k: Vec<u64> = row_keys.iter().map(|r| r.field(f)).collect();
             let mut all: IdMap<LevelStats> = IdMap::default();
             let mut pf: Vec<IdMap<LevelStats>> = vec![IdMap::default(); folds];
             for (i, &key) in k.iter().enumerate() {
@@ -354,7 +382,7 @@ impl TreeEncoder {
             while row.len() < n_numeric {
                 row.push(0.0);
             }
-            enc.era(c, &mut row);
+            enc.era(c, &row_keys[i], &mut row);
             for (t, table) in enc.tables.iter().enumerate() {
                 let key = keys[t][i];
                 let all = table.levels.get(&key).copied().unwrap_or_default();

@@ -6,8 +6,9 @@
 //! with `w = lr_weight` (1 for [`ModelFamily::Lr`], 0 for [`ModelFamily::Gbdt`], in between
 //! for [`ModelFamily::Blend`]); the result is a calibrated P(success) in [0, 1], thresholded by
 //! [`Model::predict`]. A part whose weight is 0 is not evaluated. Measured (release, one
-//! core, dev set resampled): LR ≈ 1.0 µs, blend ≈ 1.9 µs per complaint including
-//! featurization (`benches/featurize_score.rs`).
+//! thread, cfpb dev set resampled, on-CPU time at load average ≈ 12 on 2 cores, so inflated
+//! by contention): LR 2.6 µs, trees 4.2 µs, blend 4.3 µs per complaint including
+//! featurization (`examples/score_cpu.rs`; criterion: `benches/featurize_score.rs`).
 //!
 //! On disk a model is a directory with `pipeline.json`, `model.json` and `manifest.json`; the
 //! manifest records the schema version and the SHA-256 of the other two files, and

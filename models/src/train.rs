@@ -19,8 +19,8 @@
 //!    threshold from step 1.
 //!
 //! Jobs run on `threads` worker threads; progress is reported from the calling thread.
-//! Measured (2-core machine, release): cfpb dev 5.3 k rows ≈ 6 s, extended dev 28 k rows
-//! ≈ 35 s for the whole default grid (docs/MODELS.md).
+//! Measured (2-core machine shared with other builds, release, `threads = 2`): cfpb dev 5.3 k
+//! rows 9 s, extended dev 28 k rows 33 s for the whole default grid (docs/MODELS.md).
 
 use std::fmt;
 use std::sync::{mpsc, Mutex};
@@ -721,9 +721,18 @@ fn temporal_windows(
         }
         k
     };
-    let oot = cut_at(t.out_of_time_fraction);
-    let test = cut_at(t.out_of_time_fraction + t.test_fraction);
-    let valid = cut_at(t.out_of_time_fraction + t.test_fraction + t.validation_fraction);
+    let (valid, test, oot) = match t.fixed_starts() {
+        // First row on or after each fixed date.
+        Some((v, te, o)) => {
+            let first = |d: NaiveDate| order.partition_point(|&i| rows[i].date_received < d);
+            (first(v), first(te), first(o))
+        }
+        None => (
+            cut_at(t.out_of_time_fraction + t.test_fraction + t.validation_fraction),
+            cut_at(t.out_of_time_fraction + t.test_fraction),
+            cut_at(t.out_of_time_fraction),
+        ),
+    };
     if !(valid > 0 && valid < test && test < oot && oot < n) {
         return None;
     }

@@ -499,3 +499,117 @@ fn model_is_broadcastable() {
     fn send<T: Send + Sync + Clone + Default + 'static>() {}
     send::<SparseFeatures>();
 }
+
+#[test]
+fn temporal_windows_follow_the_configured_shares_and_auto_serves_the_best_out_of_time_family() {
+    use complaintflow_models::{temporal_assignment, TemporalConfig};
+    let all = dev();
+    let labelled: Vec<&Complaint> = all
+        .iter()
+        .filter(|c| LabelPolicy::Relief.label(c).is_some())
+        .collect();
+    let cfg = TrainConfig {
+        temporal: TemporalConfig {
+            enabled: true,
+            validation_fraction: 0.15,
+            test_fraction: 0.1,
+            out_of_time_fraction: 0.2,
+            ..TemporalConfig::default()
+        },
+        ..small_config()
+    };
+    let (w, infos) = temporal_assignment(&labelled, &cfg).unwrap();
+    assert_eq!(w.len(), labelled.len());
+    assert_eq!(infos.len(), 4);
+    // Windows are contiguous in date_received: no date falls in two windows, and each
+    // window's rows lie between its reported start and end.
+    for k in 0..4u8 {
+        let dates: Vec<_> = labelled
+            .iter()
+            .zip(&w)
+            .filter(|(_, &x)| x == k)
+            .map(|(c, _)| c.date_received)
+            .collect();
+        let info = &infos[k as usize];
+        assert_eq!(dates.len() as u64, info.rows);
+        assert!(dates.iter().all(|d| *d >= info.start && *d <= info.end));
+        if k > 0 {
+            assert!(infos[k as usize - 1].end < info.start, "{infos:?}");
+        }
+    }
+    // Shares as configured (cuts move to a date boundary, so allow a little slack).
+    let n = labelled.len() as f64;
+    let share = |k: usize| infos[k].rows as f64 / n;
+    assert!((share(3) - 0.2).abs() < 0.03, "{infos:?}");
+    assert!((share(2) - 0.1).abs() < 0.03, "{infos:?}");
+    assert!((share(1) - 0.15).abs() < 0.03, "{infos:?}");
+    // Disabled: no windows.
+    let off = TrainConfig {
+        temporal: TemporalConfig {
+            enabled: false,
+            ..cfg.temporal.clone()
+        },
+        ..cfg.clone()
+    };
+    assert!(temporal_assignment(&labelled, &off).is_none());
+    // Fixed windows by date replace the shares.
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let starts = [day("2019-05-01"), day("2019-07-01"), day("2019-10-01")];
+    let fixed = TrainConfig {
+        temporal: TemporalConfig {
+            validation_start: Some(starts[0]),
+            test_start: Some(starts[1]),
+            out_of_time_start: Some(starts[2]),
+            ..cfg.temporal.clone()
+        },
+        ..cfg.clone()
+    };
+    fixed.validate().unwrap();
+    let (wf, _) = temporal_assignment(&labelled, &fixed).unwrap();
+    for (c, &k) in labelled.iter().zip(&wf) {
+        let d = c.date_received;
+        let lo = if k == 0 {
+            None
+        } else {
+            Some(starts[k as usize - 1])
+        };
+        let hi = starts.get(k as usize).copied();
+        assert!(
+            lo.is_none_or(|lo| d >= lo) && hi.is_none_or(|hi| d < hi),
+            "{d} in {k}"
+        );
+    }
+    let mut bad = fixed.clone();
+    bad.temporal.test_start = None;
+    assert!(bad.validate().is_err());
+
+    // `auto` serves the family with the best out-of-time AUC, and the report says so.
+    let rows: Vec<Complaint> = all.into_iter().take(3000).collect();
+    let out = train(
+        &rows,
+        &TrainConfig {
+            family: FamilyChoice::Auto,
+            ..cfg
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let r = &out.report;
+    assert_eq!(r.windows.len(), 4);
+    let best = r
+        .families
+        .iter()
+        .max_by(|a, b| {
+            let k = |f: &complaintflow_models::FamilyReport| {
+                f.out_of_time.as_ref().and_then(|m| m.auc_roc).unwrap()
+            };
+            k(a).total_cmp(&k(b))
+        })
+        .unwrap();
+    assert_eq!(out.model.family, best.family);
+    assert_eq!(r.family, best.family);
+    assert_eq!(
+        r.out_of_time_auc(),
+        best.out_of_time.as_ref().unwrap().auc_roc
+    );
+}

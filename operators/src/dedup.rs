@@ -24,8 +24,6 @@
 //! assert_eq!(dups[0].raw, r#"{"complaint_id":1, "date_received":"2020-01-03"}"#); // as read
 //! ```
 
-use std::collections::HashSet;
-
 use complaintflow_datasets::split::fmix64;
 use complaintflow_datasets::ErrorKind;
 use timely::container::CapacityContainerBuilder;
@@ -39,6 +37,9 @@ use timely::progress::Timestamp;
 use crate::record::{DeadLetter, Parsed};
 use crate::stash::Stash;
 
+use crate::decide::AsEpoch;
+use crate::seen_log::{SeenLog, SeenSet};
+
 /// `dedup_by_id`: the second and later complaints with the same id become dead letters.
 pub trait DedupById<'s, T: Timestamp + TotalOrder> {
     /// Exchanges complaints by (a hash of) their id, holds each epoch until it is complete,
@@ -51,13 +52,45 @@ pub trait DedupById<'s, T: Timestamp + TotalOrder> {
     /// Memory: one `u64` per distinct id seen (≈ 16 MB per million ids, spread over workers).
     /// See the [module example](self).
     fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>);
+
+    /// [`dedup_by_id`](DedupById::dedup_by_id) starting from the ids in `seen` and, with a
+    /// `log`, appending every epoch's admitted ids to it before the epoch's output is released
+    /// (a restart from a checkpoint loads them back: [`crate::seen_log`]).
+    fn dedup_by_id_logged(
+        self,
+        seen: SeenSet,
+        log: Option<SeenLog>,
+    ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>)
+    where
+        T: AsEpoch;
 }
 
 impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parsed>> {
     fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
-        let mut builder = OperatorBuilder::new("DedupById".to_owned(), self.scope());
+        dedup(self, SeenSet::default(), None::<(SeenLog, fn(&T) -> u64)>)
+    }
+
+    fn dedup_by_id_logged(
+        self,
+        seen: SeenSet,
+        log: Option<SeenLog>,
+    ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>)
+    where
+        T: AsEpoch,
+    {
+        dedup(self, seen, log.map(|l| (l, |t: &T| t.as_epoch())))
+    }
+}
+
+fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
+    stream: Stream<'s, T, Vec<Parsed>>,
+    mut seen: SeenSet,
+    mut log: Option<(SeenLog, E)>,
+) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
+    let this = stream;
+        let mut builder = OperatorBuilder::new("DedupById".to_owned(), this.scope());
         let mut input = builder.new_input(
-            self,
+            this,
             Exchange::new(|p: &Parsed| fmix64(p.complaint.complaint_id.0)),
         );
         let (ok_out, ok_stream) = builder.new_output::<Vec<Parsed>>();
@@ -66,7 +99,7 @@ impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parse
         let mut dup_out =
             OutputBuilder::<T, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dup_out);
         builder.build(move |_caps| {
-            let mut seen: HashSet<u64> = HashSet::new();
+            let mut admitted: Vec<u64> = Vec::new();
             let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0, 1]);
             move |frontiers| {
                 input.for_each_stamp(|cap, data| {
@@ -81,7 +114,7 @@ impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parse
                 };
                 let mut ok = ok_out.activate();
                 let mut dup = dup_out.activate();
-                while let Some((_t, caps, mut recs)) = stash.pop_complete(frontier.frontier()) {
+                while let Some((t, caps, mut recs)) = stash.pop_complete(frontier.frontier()) {
                     let (Some(c0), Some(c1)) = (caps.first(), caps.get(1)) else {
                         continue;
                     };
@@ -94,17 +127,25 @@ impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parse
                     for mut p in recs {
                         let id = p.complaint.complaint_id.0;
                         if seen.insert(id) {
+                            if log.is_some() {
+                                admitted.push(id);
+                            }
                             p.raw = Vec::new();
                             ok_session.give(p);
                         } else {
                             dup_session.give(duplicate(p));
                         }
                     }
+                    // The log holds the epoch before its output's capabilities drop.
+                    if let Some((l, epoch_of)) = log.as_mut() {
+                        l.append(epoch_of(&t), &admitted);
+                        admitted.clear();
+                        let _ = l.flush();
+                    }
                 }
             }
         });
         (ok_stream, dup_stream)
-    }
 }
 
 fn duplicate(p: Parsed) -> DeadLetter {

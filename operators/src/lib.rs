@@ -12,8 +12,6 @@
 //!     .sink_jsonl(path, ..)              // one JSON Lines file, flushed per epoch
 //! ```
 //!
-//! | module | what |
-//! |---|---|
 //! One operator per module, each an extension trait with a runnable example (as in timely's
 //! `dataflow/operators/core/`):
 //!
@@ -29,6 +27,7 @@
 //! | [`publish`] | [`Publish`]: decisions → [`SharedDecision`]s, serialized once for every sink |
 //! | [`rate_limit`] | [`RateLimit`], [`Pacer`](rate_limit::Pacer) |
 //! | [`tap`] | [`Tap`]: pass-through with a per-batch summary (counting, positions) |
+//! | [`seen_log`] | [`SeenLog`](seen_log::SeenLog): the dedup seen-set on disk, for restarts from a checkpoint |
 //! | [`stash`] | [`Stash`]: per-epoch state until a frontier passes (used by every holding operator) |
 //! | [`source`] | [`file_source`], [`replay_source`], [`iter_source`], [`EpochCutter`] with [`SourcePolicy`] |
 //! | [`sink`] | [`SinkJsonl`] |
@@ -76,6 +75,7 @@ pub mod rate_limit;
 pub mod record;
 pub mod rules;
 pub mod score;
+pub mod seen_log;
 pub mod sink;
 pub mod source;
 pub mod stash;

@@ -227,12 +227,21 @@ impl DeadLetter {
         complaint_id: Option<String>,
     ) -> DeadLetter {
         let end = bytes.len().min(DEAD_LETTER_RAW_BYTES);
+        let mut raw = String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned();
+        // Each invalid byte became a 3-byte U+FFFD: cut back to the bound, at a char boundary.
+        if raw.len() > DEAD_LETTER_RAW_BYTES {
+            let mut cut = DEAD_LETTER_RAW_BYTES;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            raw.truncate(cut);
+        }
         DeadLetter {
             kind: kind.to_string(),
             message,
             complaint_id,
             origin,
-            raw: String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned(),
+            raw,
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Sources: a file (any format the datasets readers know) and a replay (a file, or resampled
 //! copies of its complaints, paced to a rate), cut into epochs.
 //!
-//! **Epochs.** Each worker's source opens a new epoch when its share of
-//! `max_records_per_epoch` is reached (the original design's `maxOffsetsPerTrigger`) or when
-//! `trigger_interval` has passed since the epoch opened (its `processingTime` trigger),
-//! whichever comes first — also when no record arrived, so the rest of the graph keeps
-//! making progress.
+//! **Epochs** ([`EpochCutter`], one policy for every source, Kafka's too). Each worker's
+//! source closes its epoch when its share of `max_records_per_epoch` is reached (the original
+//! design's `maxOffsetsPerTrigger`), when `trigger_interval` has passed (a heartbeat, also
+//! with no record), or — the latency rule — when it has nothing more to read right now, has
+//! held a record for `linger` (default 5 ms) and fewer than `max_in_flight` epochs are
+//! incomplete; a graph that falls behind therefore gets larger epochs, like Flink's buffer
+//! timeout. With `clock_epochs` (the engine's default) an epoch is the Unix millisecond it
+//! opened at, so sources on different workers and processes close the same epochs.
 //!
 //! **Never blocking.** A source emits at most `batch` records per activation, then asks to
 //! be scheduled again (at once, or when the next record is due under a rate).

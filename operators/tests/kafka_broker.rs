@@ -10,8 +10,6 @@
 mod kafka_common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,116 +21,16 @@ use complaintflow_operators::kafka::{
 };
 use kafka_common::*;
 
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts")
+use complaintflow_testkit::Broker;
+
+/// The operators' client configuration for a test broker.
+trait BrokerConfig {
+    fn cfg(&self) -> KafkaConfig;
 }
 
-fn tansu_bin() -> PathBuf {
-    let tools = std::env::var_os("COMPLAINTFLOW_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/complaintflow/tools")
-        });
-    tools.join("bin/tansu")
-}
-
-/// A tansu broker of this test.
-struct Broker {
-    state: tempfile::TempDir,
-    port: u16,
-    addr: String,
-}
-
-impl Broker {
-    /// Starts one, or `None` (skip) when tansu is not installed and not required.
-    fn start() -> Option<Broker> {
-        if !tansu_bin().exists() {
-            if std::env::var_os("COMPLAINTFLOW_REQUIRE_KAFKA").is_some() {
-                panic!("COMPLAINTFLOW_REQUIRE_KAFKA is set but tansu is not installed at {}: run scripts/install-tansu.sh", tansu_bin().display());
-            }
-            eprintln!("\n*** SKIPPED: the tansu broker is not installed ({}).\n*** Run scripts/install-tansu.sh, or set COMPLAINTFLOW_REQUIRE_KAFKA=1 to make this a failure.\n", tansu_bin().display());
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let state = tempfile::tempdir().unwrap();
-        let mut b = Broker {
-            state,
-            port,
-            addr: String::new(),
-        };
-        b.up();
-        Some(b)
-    }
-
-    fn up(&mut self) {
-        let out = Command::new("bash")
-            .arg(scripts().join("kafka-up.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("--port")
-            .arg(self.port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-up.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        self.addr = stdout.lines().last().unwrap().trim().to_string();
-        assert_eq!(self.addr, format!("127.0.0.1:{}", self.port));
-    }
-
-    fn down(&self) {
-        let out = Command::new("bash")
-            .arg(scripts().join("kafka-down.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-down.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
+impl BrokerConfig for Broker {
     fn cfg(&self) -> KafkaConfig {
         KafkaConfig::with_brokers(&self.addr)
-    }
-
-    fn create_topic(&self, name: &str, partitions: i32) {
-        let out = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://{}", self.addr),
-            ])
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "topic create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(scripts().join("kafka-down.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output();
     }
 }
 

@@ -1,22 +1,33 @@
 //! Engine checkpoints: the next input position of every source partition and the aggregate
 //! totals at the end of an epoch whose every output is durable, written by global worker 0
-//! through a background thread (a worker never waits for `fsync`).
+//! through a background thread (a worker never waits for `fsync`), and kept by every
+//! process of a cluster in its own state directory.
 //!
 //! **What is stored** ([`Checkpoint`] of `complaintflow_operators::kafka`, one JSON file per
 //! checkpoint in `<state_dir>/checkpoints/`, written to a temporary name, `fsync`ed and
 //! renamed): `epoch`; `offsets` = source → partition → next offset to read (the largest
 //! offset read in epochs `<= epoch`, plus one — derived from the records' [`Origin`]s, so it
 //! works for every worker and process); `aggregate_state` = the totals of every dimension at
-//! the end of `epoch` ([`totals_to_json`](crate::aggregate::totals_to_json)).
+//! the end of `epoch` ([`totals_to_json`](crate::aggregate::totals_to_json)). Beside them,
+//! `<state_dir>/dedup/` holds the dedup seen-set logs
+//! ([`complaintflow_operators::seen_log`]): the thread `fsync`s them before each checkpoint
+//! file, so a checkpoint never names ids that are not on disk.
 //!
 //! **When.** Once the engine's completion operator — on the acknowledgement streams of every
 //! sink, the aggregate view, the live state and the position ledger — sees its frontier pass
 //! epoch `e`, at most once per [`CheckpointConfig::interval`], and once more when the
 //! dataflow ends (a graceful shutdown). All of it runs inside the graph, on global worker 0.
 //!
-//! **Resume.** [`start`](crate::start) reads the newest complete checkpoint: sources start at
-//! its offsets with epochs from `epoch + 1`, and its totals enter the aggregate collection at
-//! `epoch` (so the view shows them `as_of` that epoch), so nothing is lost or counted twice.
+//! **Clusters.** Worker 0 hands every checkpoint it makes (its bytes) to the driver, which
+//! broadcasts it on the control dataflow; the first worker of every other process writes the
+//! same file into its own state directory (as on separate machines: no shared disk).
+//!
+//! **Resume.** At start every process reads its complete checkpoints; the workers agree (a
+//! small broadcast dataflow before the others) on the newest epoch that every process has,
+//! so a process killed mid-write, whose newest file is older, does not make the others skip
+//! ahead. Sources start at that checkpoint's offsets with epochs from `epoch + 1`; its
+//! totals enter the aggregate collection at `epoch` (so the view shows them `as_of` that
+//! epoch); the dedup logs are trimmed to it and loaded. Nothing is lost or counted twice.
 //!
 //! [`Origin`]: complaintflow_operators::record::Origin
 
@@ -30,6 +41,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use complaintflow_operators::kafka::{Checkpoint, CheckpointStore};
+
 use complaintflow_operators::record::RawInput;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -51,7 +63,8 @@ pub struct CheckpointConfig {
     pub keep: usize,
     /// At most one checkpoint per this interval (the newest durable epoch). Default 1 s.
     pub interval: Duration,
-    /// Resume from the newest checkpoint at start. Default `true`.
+    /// Resume from the newest checkpoint at start (in a cluster: the newest every process
+    /// has). Default `true`.
     pub resume: bool,
 }
 
@@ -69,6 +82,12 @@ impl CheckpointConfig {
             interval: Duration::from_secs(1),
             resume: true,
         }
+    }
+
+    /// Where the dedup seen-set logs live: `<state_dir>/dedup/`
+    /// ([`complaintflow_operators::seen_log`]).
+    pub fn seen_dir(&self) -> PathBuf {
+        self.state_dir.join("dedup")
     }
 }
 
@@ -184,15 +203,24 @@ pub(crate) fn read_ledger<'s>(
     )
 }
 
-/// Global worker 0's checkpoint writer: decides when to checkpoint and hands the files to
-/// a background thread.
+/// The checkpoints global worker 0 made, serialized, for the other processes of a cluster
+/// (the driver broadcasts them; every process keeps the same checkpoints in its own state
+/// directory, so any process can be restarted from its own disk).
+pub(crate) type Mirror = Rc<RefCell<Vec<(u64, Vec<u8>)>>>;
+
+/// A checkpoint writer: global worker 0 decides when to checkpoint and hands the files to a
+/// background thread; on the first worker of every other process the same writer stores the
+/// checkpoints worker 0 broadcast. Before each file the thread `fsync`s the dedup seen-set
+/// logs of [`CheckpointConfig::seen_dir`] (the checkpoint must not name ids a crash could
+/// lose).
 pub(crate) struct Checkpointer {
-    tx: Option<Sender<Checkpoint>>,
+    tx: Option<Sender<(u64, Vec<u8>)>>,
     thread: Option<JoinHandle<()>>,
     interval: Duration,
     last_sent: Option<Instant>,
     /// The epoch of the newest checkpoint handed to the writer (or resumed from).
     pub(crate) last_epoch: Option<u64>,
+    mirror: Option<Mirror>,
 }
 
 impl Checkpointer {
@@ -200,10 +228,12 @@ impl Checkpointer {
         cfg: &CheckpointConfig,
         resumed_epoch: Option<u64>,
         state: &Arc<EngineState>,
+        mirror: Option<Mirror>,
     ) -> Result<Checkpointer, String> {
         let store = CheckpointStore::open(&cfg.state_dir, cfg.keep).map_err(|e| e.to_string())?;
-        let (tx, rx) = channel::<Checkpoint>();
+        let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let state = Arc::clone(state);
+        let seen_dir = cfg.seen_dir();
         let thread = std::thread::Builder::new()
             .name("complaintflow-checkpoint".into())
             .spawn(move || {
@@ -213,15 +243,18 @@ impl Checkpointer {
                     while let Ok(newer) = rx.try_recv() {
                         cp = newer;
                     }
-                    match store.write(&cp) {
+                    let written = complaintflow_operators::seen_log::sync(&seen_dir)
+                        .map_err(|e| format!("{}: {e}", seen_dir.display()))
+                        .and_then(|()| store.write_bytes(cp.0, &cp.1).map_err(|e| e.to_string()));
+                    match written {
                         Ok(path) => {
                             *lock(&state.last_checkpoint) = Some(Instant::now());
-                            tracing::debug!(epoch = cp.epoch, path = %path.display(), "checkpoint written");
+                            tracing::debug!(epoch = cp.0, path = %path.display(), "checkpoint written");
                         }
                         Err(e) => {
                             failures += 1;
                             if failures == 1 || failures.is_power_of_two() {
-                                tracing::error!(epoch = cp.epoch, failures,
+                                tracing::error!(epoch = cp.0, failures,
                                     "cannot write a checkpoint (a restart resumes from an older one): {e}");
                             }
                         }
@@ -235,7 +268,19 @@ impl Checkpointer {
             interval: cfg.interval,
             last_sent: None,
             last_epoch: resumed_epoch,
+            mirror,
         })
+    }
+
+    /// Stores a checkpoint another process made (its bytes as broadcast).
+    pub(crate) fn store_mirrored(&mut self, epoch: u64, bytes: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            if tx.send((epoch, bytes)).is_err() {
+                tracing::error!("the checkpoint thread has stopped; no more checkpoints");
+                self.tx = None;
+            }
+        }
+        self.last_epoch = Some(epoch);
     }
 
     /// Called between steps with `completed_below` (every epoch below it is durable at every
@@ -268,8 +313,18 @@ impl Checkpointer {
         let offsets = positions.borrow_mut().through(epoch).clone();
         let totals = totals_to_json(aggregates.borrow_mut().totals_through(epoch));
         let cp = Checkpoint::new(epoch, offsets, totals);
+        let bytes = match serde_json::to_vec(&cp) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(epoch, "cannot serialize a checkpoint: {e}");
+                return;
+            }
+        };
+        if let Some(m) = &self.mirror {
+            m.borrow_mut().push((epoch, bytes.clone()));
+        }
         if let Some(tx) = &self.tx {
-            if tx.send(cp).is_err() {
+            if tx.send((epoch, bytes)).is_err() {
                 tracing::error!("the checkpoint thread has stopped; no more checkpoints");
                 self.tx = None;
             }

@@ -7,6 +7,7 @@
 //! | `kafka:TOPIC` (source) | [`KafkaSource`]: resumable, checkpointed |
 //! | `jsonl:PATH` (sink) | [`JsonlFiles`]: decisions as JSON Lines |
 //! | `kafka:TOPIC` (sink) | [`KafkaSinks`]: decisions to `TOPIC` (plus the dead-letter and aggregate topics of [`PluginEnv`]) |
+//! | `postgres://USER@HOST:PORT/DB` (sink; also `postgresql://`) | [`PostgresSink`]: predictions, dead letters, aggregates and models, settings from [`PluginEnv::postgres`], password from its `password_env` |
 //!
 //! A library user registers more schemes with [`PluginTable::register_source`] /
 //! [`PluginTable::register_sink`] and passes the table to the `run` command, or hands plug-in
@@ -32,6 +33,7 @@ use complaintflow_operators::kafka::{KafkaConfig, ReadMode};
 use crate::files::JsonlFiles;
 use crate::kafka::{KafkaSinkTopics, KafkaSinks, KafkaSource};
 use crate::plugin::{Sink, Source};
+use crate::sinks::postgres::{PostgresConfig, PostgresSink};
 use crate::sources::{FileSource, ReplaySource};
 
 /// What plug-in constructors may need besides their URI (from the configuration and flags).
@@ -55,6 +57,11 @@ pub struct PluginEnv {
     pub kafka_aggregates: Option<String>,
     /// Kafka sink: the prefix of the transactional id, when the broker supports transactions.
     pub kafka_group: String,
+    /// PostgreSQL sink: `[postgres]` of the configuration.
+    pub postgres: PostgresConfig,
+    /// PostgreSQL sink: the model registry mirrored into the `models` table (`None`: none,
+    /// unless `[postgres] registry_dir` names one).
+    pub registry_dir: Option<PathBuf>,
 }
 
 impl Default for PluginEnv {
@@ -70,6 +77,8 @@ impl Default for PluginEnv {
             seed: 1,
             kafka_dead_letters: None,
             kafka_aggregates: None,
+            postgres: PostgresConfig::default(),
+            registry_dir: None,
         }
     }
 }
@@ -157,6 +166,9 @@ impl PluginTable {
             };
             Ok(Arc::new(KafkaSinks::connect(env.kafka.clone(), topics, &env.kafka_group)?))
         });
+        for scheme in ["postgres", "postgresql"] {
+            t.register_sink_uri(scheme, "postgres://USER@HOST:PORT/DB", true, postgres_sink);
+        }
         t
     }
 
@@ -214,6 +226,17 @@ impl PluginTable {
     }
 }
 
+/// `postgres://…` (the whole URI): the URL is parsed here (a typo fails before anything
+/// starts); the server is reached by [`Sink::check`].
+fn postgres_sink(uri: &str, env: &PluginEnv) -> Result<Arc<dyn Sink>, String> {
+    let mut sink = PostgresSink::new(uri, env.postgres.clone());
+    if let Some(dir) = &env.registry_dir {
+        sink = sink.with_registry(dir);
+    }
+    sink.connector().map_err(|e| e.to_string())?;
+    Ok(Arc::new(sink))
+}
+
 fn find<'a, C>(entries: &'a [Entry<C>], uri: &str) -> Option<&'a Entry<C>> {
     let (scheme, _) = uri.split_once(':')?;
     entries.iter().find(|e| e.scheme == scheme)
@@ -231,17 +254,46 @@ fn usages<C>(entries: &[Entry<C>]) -> String {
     entries.iter().map(|e| e.usage).collect::<Vec<_>>().join(", ")
 }
 
-/// A URI with any `user:password@` removed (never log a password).
+/// A URI with its password removed (never log a password): the `:password` of
+/// `user:password@`, and the value of a `password=` parameter (URL query or
+/// `key=value` connection string), which becomes `password=***`.
 ///
 /// ```
-/// assert_eq!(complaintflow_pipelines::plugins::redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+/// use complaintflow_pipelines::plugins::redact;
+/// assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+/// assert_eq!(redact("postgres://u@h/db?password=secret&x=1"), "postgres://u@h/db?password=***&x=1");
+/// assert_eq!(redact("host=h user=u password=secret"), "host=h user=u password=***");
 /// ```
 pub fn redact(uri: &str) -> String {
+    let mut out = uri.to_string();
     if let Some((scheme, rest)) = uri.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
+        // The authority ends at the first '/', '?' or '#'; only an '@' inside it is userinfo.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some((auth, host)) = rest[..end].rsplit_once('@') {
             let user = auth.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}@{host}");
+            out = format!("{scheme}://{user}@{host}{}", &rest[end..]);
         }
     }
-    uri.to_string()
+    redact_password_params(&out)
+}
+
+fn redact_password_params(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password=") {
+        let start = i + found;
+        let boundary = start == 0 || matches!(s.as_bytes()[start - 1], b'?' | b'&' | b' ' | b'\t');
+        let value = start + "password=".len();
+        out.push_str(&s[i..value]);
+        if boundary {
+            let len = s[value..].find(['&', ' ', '#']).unwrap_or(s.len() - value);
+            out.push_str("***");
+            i = value + len;
+        } else {
+            i = value;
+        }
+    }
+    out.push_str(&s[i..]);
+    out
 }

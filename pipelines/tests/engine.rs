@@ -10,23 +10,13 @@ use std::time::{Duration, Instant};
 
 use complaintflow_datasets::replay::Rate;
 use complaintflow_datasets::{Format, RawRecords};
-use complaintflow_models::{Model, TrainConfig};
+use complaintflow_models::Model;
 use complaintflow_operators::{DeadLetter, Decision};
 use complaintflow_pipelines::{
     start, Dimension, EngineConfig, RetrainRequest, RunSummary, SourceSpec, Totals,
 };
 
-/// A training configuration that trains in seconds (text on, small vocabulary, one alpha).
-fn fast_train_config() -> TrainConfig {
-    let mut cfg = TrainConfig {
-        folds: 2,
-        alphas: vec![3.0],
-        max_iterations: 60,
-        ..TrainConfig::default()
-    };
-    cfg.features.max_features = 500;
-    cfg
-}
+use complaintflow_testkit::fast_train_config;
 
 /// The model used by every test of this binary: trained once on the bundled sample.
 fn model() -> Model {
@@ -34,18 +24,9 @@ fn model() -> Model {
     MODEL
         .get_or_init(|| {
             let t = Instant::now();
-            let rows: Vec<_> = complaintflow_datasets::read_path(
-                complaintflow_datasets::bundled_sample_path(),
-                Format::Auto,
-                &Default::default(),
-            )
-            .unwrap()
-            .filter_map(Result::ok)
-            .collect();
-            let mut m = complaintflow_models::train(&rows, &fast_train_config(), &mut |_| {})
-                .unwrap()
-                .model;
-            m.version = "test-v1".into();
+            let rows =
+                complaintflow_testkit::real_records(&complaintflow_datasets::bundled_sample_path());
+            let m = complaintflow_testkit::fast_model(&rows, "test-v1");
             eprintln!("test model trained in {:?}", t.elapsed());
             m
         })

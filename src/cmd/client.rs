@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use crate::http::{AggregateAnswer, ModelsView, RetrainRequest, RetrainTicket};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{EngineAddr, QueryCommand, RetrainArgs};
 use crate::config::Config;
@@ -171,7 +171,12 @@ pub fn retrain(a: RetrainArgs, config: &Config) -> Result<ExitCode> {
         format: Some(a.input_format.clone()),
     };
     let url = format!("{base}/api/retrain");
-    let v = answer(&url, agent().post(&url).send_json(&req))?;
+    let mut post = agent().post(&url);
+    // The engine refuses mutating requests without its API token (403 when it has none).
+    if let Some(t) = config.http.api_token_secret() {
+        post = post.header("Authorization", format!("Bearer {t}"));
+    }
+    let v = answer(&url, post.send_json(&req))?;
     let ticket: RetrainTicket = serde_json::from_value(v).context("unexpected retrain answer")?;
     outln!("retraining accepted ({}): {}", ticket.id, ticket.path);
     if !a.wait {

@@ -36,6 +36,7 @@ pub fn dispatch(cli: Cli, ext: run::Extensions) -> Result<ExitCode> {
     let flags = FlagOverrides {
         state_dir: cli.global.state_dir.clone(),
         log_format: cli.global.log_format,
+        api_token: cli.global.api_token.clone(),
     };
     let loaded = config::load(cli.global.config.as_deref(), &flags)?;
     crate::logging::init(&loaded.config.log);
@@ -55,6 +56,8 @@ pub fn dispatch(cli: Cli, ext: run::Extensions) -> Result<ExitCode> {
 fn config_cmd(cmd: ConfigCommand, loaded: &Loaded) -> Result<ExitCode> {
     match cmd {
         ConfigCommand::Validate => {
+            // `load` checked the values; the data directories must also exist.
+            loaded.config.api_security()?;
             match &loaded.file {
                 Some(f) => outln!("configuration OK ({} + environment + flags)", f.display()),
                 None => outln!("configuration OK (defaults + environment + flags; no file)"),
@@ -62,7 +65,11 @@ fn config_cmd(cmd: ConfigCommand, loaded: &Loaded) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Show => {
-            out!("{}", toml::to_string_pretty(&loaded.config)?);
+            let mut shown = loaded.config.clone();
+            if !shown.http.token.is_empty() {
+                shown.http.token = "<redacted>".to_string();
+            }
+            out!("{}", toml::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -71,6 +71,11 @@ impl Extensions {
 
 /// Runs the engine until the source is exhausted (`--once`) or Ctrl-C.
 pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
+    // A non-loopback address without an API token fails before anything else (training).
+    let http_addr = a.http_addr.as_deref().unwrap_or(&config.http.addr);
+    if http_addr != "off" && a.process == 0 {
+        http::security::check_exposure(http_addr, config.http.api_token()?.as_ref())?;
+    }
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
@@ -132,6 +137,8 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
             defaults.aggregates.as_deref().filter(|_| on_kafka),
         )?,
         kafka_group: kafka_cfg.group_id.clone(),
+        postgres: config.postgres.clone(),
+        registry_dir: Some(config.registry_dir()),
     };
     let model = production_model(&registry, config, default_job)?;
     // The default job replays the part of the bundled sample the model did not train on.
@@ -234,6 +241,11 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
     let ui = HttpUiConfig {
         dashboard: config.dashboard.clone(),
         alerts: config.alerts.clone(),
+        api: if serve_http {
+            config.api_security()?
+        } else {
+            http::ApiSecurity::default()
+        },
     };
     ui.validate()?;
     // Bind before starting the engine: a busy port fails fast, with the fix in the message.

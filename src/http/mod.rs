@@ -20,9 +20,16 @@
 //! | `GET /api/ui-config` | [`UiConfig`] |
 //! | `GET /api/dataflow` | [`DataflowView`]: operators (records, batches, busy time, rates) and channels, from timely's logging |
 //! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics when `Accept` asks for it ([`prom`]) |
-//! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 409 busy |
+//! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 403 path outside the data directories, 409 busy |
 //!
 //! Errors are JSON: `{"error": "…"}`.
+//!
+//! Every mutating request (any method but `GET`/`HEAD`/`OPTIONS`) needs
+//! `Authorization: Bearer <token>` ([`security`]): `401` without it or with a wrong one, `403`
+//! when no token is configured (mutating requests are then disabled), `429` over the rate
+//! limit; bodies over the size limit are `413`. [`serve_on`] refuses a non-loopback address
+//! without a token. Every answer carries `Content-Security-Policy` (scripts and styles from
+//! the server only, no inline script) and `X-Content-Type-Options: nosniff`.
 //!
 //! ```text
 //! let listener = http::bind("127.0.0.1:8080").await?;          // ServeError::InUse → clear message
@@ -33,25 +40,29 @@ pub mod alerts;
 pub mod assets;
 pub mod monitor;
 pub mod prom;
+pub mod security;
 pub mod settings;
 pub mod view;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
 
 pub use alerts::{AlertName, AlertsConfig};
 pub use monitor::{AlertsView, Monitor, SeriesView};
+pub use security::{ApiSecurity, ApiToken, DataDirs, DataPathError, SecurityError};
 pub use settings::{Band, DashboardConfig, HttpUiConfig, KpiStatus, KpiThresholds};
 pub use view::{
     AggregateAnswer, AggregateRow, DataflowEdge, DataflowOperator, DataflowView, Dimension,
@@ -82,6 +93,9 @@ pub enum ServeError {
     /// The configuration is out of range.
     #[error("invalid HTTP/dashboard configuration: {0}")]
     Config(#[from] settings::SettingsError),
+    /// The security settings refuse to serve (non-loopback address without a token, …).
+    #[error("{0}")]
+    Security(#[from] SecurityError),
     /// The server failed while running.
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -125,10 +139,17 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     cfg.validate()?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    security::check_exposure(&local.to_string(), cfg.api.token.as_ref())?;
     let interval = Duration::from_millis(cfg.dashboard.sample_interval_ms);
+    let mutating = cfg.api.token.is_some();
     let (app, monitor) = app(Arc::clone(&view), cfg);
-    if let Ok(a) = listener.local_addr() {
-        tracing::info!("dashboard on http://{a}/ (API: /health, /api/aggregates?by=product, /api/predictions/recent, /api/models, /metrics)");
+    tracing::info!("dashboard on http://{local}/ (API: /health, /api/aggregates?by=product, /api/predictions/recent, /api/models, /metrics)");
+    if !mutating {
+        tracing::info!(
+            "POST /api/retrain is disabled (no API token): {}",
+            security::HOW_TO_SET_TOKEN
+        );
     }
     let sampler = tokio::spawn(sample_loop(view, monitor, interval));
     let result = axum::serve(listener, app)
@@ -159,6 +180,7 @@ struct AppState {
     view: Arc<dyn EngineView>,
     cfg: Arc<HttpUiConfig>,
     monitor: Arc<Monitor>,
+    limiter: Arc<security::RateLimiter>,
 }
 
 /// The router and its monitor, without a listener or sampler task (tests drive the monitor
@@ -169,8 +191,10 @@ pub fn app(view: Arc<dyn EngineView>, cfg: HttpUiConfig) -> (Router, Arc<Monitor
         cfg.dashboard.series_capacity,
         cfg.alerts.clone(),
     ));
+    let max_body = cfg.api.max_body_bytes;
     let state = AppState {
         view,
+        limiter: Arc::new(security::RateLimiter::new(cfg.api.mutations_per_minute)),
         cfg: Arc::new(cfg),
         monitor: Arc::clone(&monitor),
     };
@@ -191,8 +215,119 @@ pub fn app(view: Arc<dyn EngineView>, cfg: HttpUiConfig) -> (Router, Arc<Monitor
         .route("/api/dataflow", get(dataflow))
         .route("/api/retrain", post(retrain))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Outermost last: headers and JSON errors ← body limit ← authorization ← routes.
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), finish))
         .with_state(state);
     (router, monitor)
+}
+
+/// `Content-Security-Policy` of every answer: the dashboard loads its scripts, styles and
+/// data from this server only, and runs no inline script (an injected `onerror=` would not
+/// run even if a field escaped the page's text nodes).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Authorization and rate limit of mutating requests (every method but GET, HEAD, OPTIONS).
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match security::authorize(s.cfg.api.token.as_ref(), auth) {
+        security::AuthOutcome::Disabled => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{method} {path} changes the engine's state and is disabled because no API \
+                 token is configured: {}; restart the engine and send \
+                 `Authorization: Bearer <token>`",
+                security::HOW_TO_SET_TOKEN
+            ),
+        ),
+        outcome @ (security::AuthOutcome::Missing | security::AuthOutcome::Wrong) => {
+            if let Err(wait) = s.limiter.failed.take(Instant::now()) {
+                return too_many(wait, "failed authentications");
+            }
+            tracing::warn!(%method, %path, "refused a mutating request: {}", if outcome == security::AuthOutcome::Missing { "no bearer token" } else { "wrong bearer token" });
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{method} {path} needs `Authorization: Bearer <token>` with the engine's API \
+                     token ({}): {}",
+                    if outcome == security::AuthOutcome::Missing {
+                        "the header is missing"
+                    } else {
+                        "the token sent is not it"
+                    },
+                    "`complaintflow retrain` sends the token it finds in COMPLAINTFLOW_API_TOKEN, [http] token_env, [http] token or --api-token"
+                ),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"complaintflow\""),
+            );
+            r
+        }
+        security::AuthOutcome::Ok => {
+            if let Err(wait) = s.limiter.authorized.take(Instant::now()) {
+                return too_many(wait, "mutating requests");
+            }
+            next.run(req).await
+        }
+    }
+}
+
+fn too_many(wait: Duration, what: &str) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many {what}: retry in {secs} s (limit: [http] mutations_per_minute)"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Security headers on every answer; the body limit's plain-text `413` as a JSON error.
+async fn finish(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        r = error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body over {} bytes (limit: [http] max_body_bytes)",
+                s.cfg.api.max_body_bytes
+            ),
+        );
+    }
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -206,6 +341,16 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     )
 }
 
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {}: the API answers GET, and POST on /api/retrain",
+            uri.path()
+        ),
+    )
+}
+
 async fn index() -> Response {
     (
         [(header::CACHE_CONTROL, "no-cache")],
@@ -214,7 +359,19 @@ async fn index() -> Response {
         .into_response()
 }
 
-async fn asset(Path(path): Path<String>) -> Response {
+async fn asset(path: Result<Path<String>, PathRejection>) -> Response {
+    let path = match path {
+        Ok(Path(p)) => p,
+        Err(e) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such asset ({}): the dashboard's files are under /assets/",
+                    e.body_text()
+                ),
+            )
+        }
+    };
     match assets::find(&path) {
         Some(a) => (
             [
@@ -238,6 +395,17 @@ async fn health(State(s): State<AppState>) -> Response {
     (code, Json(h)).into_response()
 }
 
+/// A query string that does not decode (bad percent-encoding, not UTF-8): 400 as JSON.
+fn bad_query(e: QueryRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{}: send UTF-8, percent-encoded parameters such as ?by=product&top=10",
+            e.body_text()
+        ),
+    )
+}
+
 /// Parses an optional non-negative integer query parameter.
 fn parse_count(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, String> {
     match q.get(key) {
@@ -252,8 +420,12 @@ fn parse_count(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, 
 
 async fn aggregates(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let by = match q.get("by").map(|b| b.trim().parse::<Dimension>()) {
         None => Dimension::Product,
         Some(Ok(d)) => d,
@@ -266,7 +438,14 @@ async fn aggregates(
     Json(s.view.aggregates(by, top)).into_response()
 }
 
-async fn recent(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn recent(
+    State(s): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let limit = match parse_count(&q, "limit") {
         Ok(None) => 50,
         Ok(Some(n)) if (1..=MAX_RECENT).contains(&n) => n,
@@ -498,13 +677,23 @@ async fn retrain(
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => {
+            // 413 when the body is over the limit, 400 otherwise.
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body over {} bytes (limit: [http] max_body_bytes)",
+                        s.cfg.api.max_body_bytes
+                    ),
+                );
+            }
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "{}: send JSON {{\"path\": \"FILE\", \"format\": \"auto|json|jsonl|csv|api\"}}",
                     e.body_text()
                 ),
-            )
+            );
         }
     };
     if req.path.trim().is_empty() {
@@ -513,8 +702,39 @@ async fn retrain(
             "path is empty: send {\"path\": \"FILE\"}",
         );
     }
+    // Only files inside the data directories, by their canonical path (no `..`, no symlink
+    // out); the engine reads the canonical path, not the one sent.
+    let path = match s.cfg.api.data_dirs.resolve(req.path.trim()) {
+        Ok(p) => p,
+        Err(e) => {
+            let status = match e {
+                DataPathError::NotFound { .. } | DataPathError::NotAFile { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                DataPathError::Outside { .. } | DataPathError::NoDataDirs => StatusCode::FORBIDDEN,
+            };
+            tracing::warn!("refused POST /api/retrain: {e}");
+            return error(status, e.to_string());
+        }
+    };
+    let Some(path) = path.to_str().map(String::from) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "path {:?} resolves to a name that is not UTF-8: rename the file",
+                req.path
+            ),
+        );
+    };
+    let req = RetrainRequest {
+        path,
+        format: req.format,
+    };
     match s.view.retrain(req) {
-        Ok(ticket) => (StatusCode::ACCEPTED, Json(ticket)).into_response(),
+        Ok(ticket) => {
+            tracing::info!(path = %ticket.path, id = %ticket.id, "retraining accepted");
+            (StatusCode::ACCEPTED, Json(ticket)).into_response()
+        }
         Err(e @ RetrainError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ RetrainError::Busy(_)) => error(StatusCode::CONFLICT, e.to_string()),
     }

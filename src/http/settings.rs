@@ -1,9 +1,11 @@
 //! Configuration of the HTTP layer: the `[dashboard]` table (and [`AlertsConfig`] for
-//! `[alerts]`), gathered in [`HttpUiConfig`] for [`serve`](super::serve).
+//! `[alerts]`) and the access control ([`ApiSecurity`], from `[http]`), gathered in
+//! [`HttpUiConfig`] for [`serve`](super::serve).
 
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{AlertsConfig, AlertsConfigError};
+use super::security::{ApiSecurity, SecurityError};
 
 /// Everything [`serve`](super::serve) needs besides the address and the view.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -13,13 +15,18 @@ pub struct HttpUiConfig {
     pub dashboard: DashboardConfig,
     /// `[alerts]`.
     pub alerts: AlertsConfig,
+    /// Token, retraining data directories and limits (from `[http]`; never serialized). The
+    /// default has no token, so mutating requests are refused.
+    #[serde(skip)]
+    pub api: ApiSecurity,
 }
 
 impl HttpUiConfig {
-    /// Checks both tables.
+    /// Checks the tables and the limits.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.dashboard.validate()?;
         self.alerts.validate()?;
+        self.api.validate()?;
         Ok(())
     }
 }
@@ -38,6 +45,9 @@ pub enum SettingsError {
     /// In `[alerts]`.
     #[error(transparent)]
     Alerts(#[from] AlertsConfigError),
+    /// In `[http]`.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
 }
 
 /// The `[dashboard]` table of `complaintflow.toml`. Every key is optional.

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
@@ -18,124 +18,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A fast training configuration (the model is not what these tests check).
 pub const FAST: &str = "[train]\nfolds = 2\nalphas = [1.0]\n[train.features]\ntext = false\n";
 
-pub fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts")
-}
+#[allow(unused_imports)]
+pub use complaintflow_testkit::{free_port, Broker};
 
-pub fn tansu_bin() -> PathBuf {
-    let tools = std::env::var_os("COMPLAINTFLOW_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/complaintflow/tools")
-        });
-    tools.join("bin/tansu")
-}
-
-/// A tansu broker of one test, on a free port with its own state directory.
-pub struct Broker {
-    pub state: tempfile::TempDir,
-    pub port: u16,
-    pub addr: String,
-}
-
-impl Broker {
-    /// Starts one, or `None` (the test is skipped, loudly) when tansu is not installed and
-    /// `COMPLAINTFLOW_REQUIRE_KAFKA` is not set.
-    pub fn start() -> Option<Broker> {
-        if !tansu_bin().exists() {
-            if std::env::var_os("COMPLAINTFLOW_REQUIRE_KAFKA").is_some() {
-                panic!(
-                    "COMPLAINTFLOW_REQUIRE_KAFKA is set but tansu is not installed at {}: run scripts/install-tansu.sh",
-                    tansu_bin().display()
-                );
-            }
-            eprintln!(
-                "\n*** SKIPPED: the tansu broker is not installed ({}).\n*** Run scripts/install-tansu.sh, or set COMPLAINTFLOW_REQUIRE_KAFKA=1 to make this a failure.\n",
-                tansu_bin().display()
-            );
-            return None;
-        }
-        let port = free_port();
-        let mut b = Broker {
-            state: tempfile::tempdir().unwrap(),
-            port,
-            addr: String::new(),
-        };
-        b.up();
-        Some(b)
-    }
-
-    /// `scripts/kafka-up.sh` with this broker's state directory and port.
-    pub fn up(&mut self) {
-        let out = Command::new("bash")
-            .arg(scripts().join("kafka-up.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .args(["--port", &self.port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-up.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        self.addr = stdout.lines().last().unwrap().trim().to_string();
-        assert_eq!(self.addr, format!("127.0.0.1:{}", self.port));
-    }
-
-    /// `scripts/kafka-down.sh`.
-    pub fn down(&self) {
-        let out = Command::new("bash")
-            .arg(scripts().join("kafka-down.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-down.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Creates a topic.
-    pub fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://{}", self.addr))
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "topic create {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(scripts().join("kafka-down.sh"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary, in `dir`, with the fast configuration and `state_dir`.
 pub fn bin(dir: &Path, state_dir: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_complaintflow"));
     c.current_dir(dir)
@@ -353,4 +238,29 @@ pub fn read_latest_checkpoint(state_dir: &Path) -> serde_json::Value {
     names.sort();
     let last = names.pop().expect("a checkpoint");
     serde_json::from_str(&std::fs::read_to_string(dir.join(last)).unwrap()).unwrap()
+}
+
+/// Waits (up to 300 s) until the newest checkpoint of `state_dir` covers at least `min_read`
+/// input messages, while every process in `running` still runs (one that ended first is a
+/// failure: it could not be killed mid-stream). Returns the checkpoint's (epoch, read).
+pub fn wait_for_checkpoint(running: &mut [&mut Child], state_dir: &Path, min_read: usize) -> (u64, i64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        for (i, c) in running.iter_mut().enumerate() {
+            if let Some(status) = c.try_wait().unwrap() {
+                panic!("process {i} ended ({status}) before the checkpoint covered {min_read} messages");
+            }
+        }
+        if let Some((epoch, read)) = latest_checkpoint(state_dir) {
+            if read as usize >= min_read {
+                return (epoch, read);
+            }
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "no checkpoint covering {min_read} messages in {} after 300 s",
+            state_dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

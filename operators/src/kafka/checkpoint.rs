@@ -123,13 +123,20 @@ impl CheckpointStore {
     /// Writes `cp` atomically and removes all but the newest `keep` checkpoints. Returns
     /// the file's path.
     pub fn write(&self, cp: &Checkpoint) -> Result<PathBuf, KafkaError> {
-        let path = self.dir.join(Self::name(cp.epoch));
+        let bytes = serde_json::to_vec(cp).map_err(|e| err(&self.dir, e))?;
+        self.write_bytes(cp.epoch, &bytes)
+    }
+
+    /// Writes the serialized checkpoint of `epoch` (its JSON, as [`CheckpointStore::write`] makes it,
+    /// e.g. on another process of a cluster) atomically: temp file, `fsync`, rename, `fsync`
+    /// of the directory; then prunes to the newest `keep`. Returns the file's path.
+    pub fn write_bytes(&self, epoch: u64, bytes: &[u8]) -> Result<PathBuf, KafkaError> {
+        let path = self.dir.join(Self::name(epoch));
         let tmp = self.dir.join(format!(
             ".{}.tmp-{}",
-            Self::name(cp.epoch),
+            Self::name(epoch),
             std::process::id()
         ));
-        let bytes = serde_json::to_vec(cp).map_err(|e| err(&path, e))?;
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -137,7 +144,7 @@ impl CheckpointStore {
                 .truncate(true)
                 .open(&tmp)
                 .map_err(|e| err(&tmp, e))?;
-            f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
+            f.write_all(bytes).map_err(|e| err(&tmp, e))?;
             f.sync_all().map_err(|e| err(&tmp, e))?;
         }
         fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
@@ -182,7 +189,14 @@ impl CheckpointStore {
     /// The newest checkpoint that reads and parses; incomplete or corrupt files are skipped
     /// with a warning. `None` if there is none.
     pub fn latest(&self) -> Result<Option<Checkpoint>, KafkaError> {
-        for (epoch, path) in self.list()?.into_iter().rev() {
+        Ok(self.all_valid()?.pop())
+    }
+
+    /// Every checkpoint that reads and parses, oldest first; incomplete or corrupt files are
+    /// skipped with a warning (a cluster restart picks the newest epoch every process has).
+    pub fn all_valid(&self) -> Result<Vec<Checkpoint>, KafkaError> {
+        let mut out = Vec::new();
+        for (epoch, path) in self.list()? {
             let parsed = fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).map_err(|e| e.to_string()))
@@ -199,13 +213,13 @@ impl CheckpointStore {
                     }
                 });
             match parsed {
-                Ok(cp) => return Ok(Some(cp)),
+                Ok(cp) => out.push(cp),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "skipping an unreadable checkpoint: {e}")
                 }
             }
         }
-        Ok(None)
+        Ok(out)
     }
 }
 

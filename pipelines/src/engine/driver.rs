@@ -2,7 +2,7 @@
 //! between steps (never blocking: `step_or_park(1 ms)`, `try_recv`).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
@@ -16,14 +16,17 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::Input;
-use timely::dataflow::InputHandle;
+use timely::dataflow::operators::{Input, Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
 
 use super::graph::{build_main, Main};
 use super::{
-    serving, Broadcasted, Control, EngineConfig, FatalError, RetrainRequest, Shared, TrainResult,
+    serving, Broadcasted, Control, EngineConfig, FatalError, Resume, RetrainRequest, Shared,
+    TrainResult,
 };
+use crate::checkpoint::{Checkpointer, Mirror};
 use crate::plugin::Source;
+use complaintflow_operators::seen_log::SeenSet;
 use crate::state::lock;
 
 /// One worker: the control, main and retraining dataflows, then the step loop.
@@ -37,6 +40,40 @@ pub(crate) fn run_worker(
     crate::introspect::install(worker, &shared.state.dataflow);
     let leader = worker.index() == 0;
     let process_first = worker.index().is_multiple_of(cfg.workers.max(1));
+    // 0. Where to resume: the newest checkpoint every process has.
+    let resume = match agree_on_resume(worker, shared, process_first, cfg.processes.max(1)) {
+        Ok(r) => r,
+        Err(e) => {
+            // Every worker of every process sees the same reports and stops here.
+            if leader {
+                tracing::error!("{e}");
+            }
+            lock(shared.fatal).get_or_insert(FatalError::Checkpoint(e));
+            shared.stop.store(true, Ordering::SeqCst);
+            return;
+        }
+    };
+    if leader && resume.epoch != shared.candidates.last().and_then(|r| r.epoch) {
+        tracing::warn!(epoch = ?resume.epoch,
+            "resuming from an older checkpoint than this process's newest: it is the newest every process of the cluster has");
+    }
+    let seen = load_seen_set(cfg, shared, process_first, resume.epoch);
+    let shared = &Shared {
+        resume: &resume,
+        ..*shared
+    };
+    let mirror: Option<Mirror> =
+        (cfg.checkpoints.is_some() && cfg.processes > 1 && leader).then(Mirror::default);
+    let mut mirror_writer = match (&cfg.checkpoints, process_first && !leader) {
+        (Some(c), true) => match Checkpointer::start(c, resume.epoch, shared.state, None) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        },
+        _ => None,
+    };
     let mut control_in: InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>> =
         InputHandle::new();
     // 1. Control: Stop from global worker 0 reaches every worker of every process.
@@ -51,6 +88,11 @@ pub(crate) fn run_worker(
                         for msg in batch.drain(..) {
                             match msg {
                                 Broadcasted::Stop => stop.store(true, Ordering::SeqCst),
+                                Broadcasted::Checkpoint { epoch, json } => {
+                                    if let Some(w) = mirror_writer.as_mut() {
+                                        w.store_mirrored(epoch, json);
+                                    }
+                                }
                             }
                         }
                     }
@@ -59,7 +101,7 @@ pub(crate) fn run_worker(
         );
     });
     // 2. Main dataflow.
-    let main = build_main(worker, cfg, source, initial, shared);
+    let main = build_main(worker, cfg, source, initial, shared, seen, mirror.clone());
     // 3. Retraining.
     let (train_tx, train_rx) = channel::<TrainResult>();
     let requests: Rc<RefCell<BTreeMap<u64, RetrainRequest>>> = Rc::default();
@@ -151,6 +193,7 @@ pub(crate) fn run_worker(
         process_first,
         main,
         control_in: leader.then_some(control_in),
+        mirror,
         retrain_in: leader.then_some(retrain_in),
         control: if leader { lock(shared.control).take() } else { None },
         requests,
@@ -171,6 +214,8 @@ struct Driver<'a> {
     process_first: bool,
     main: Main,
     control_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>>>,
+    /// Global worker 0 of a cluster: its checkpoints, to broadcast to the other processes.
+    mirror: Option<Mirror>,
     retrain_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<RawInput>>>>,
     control: Option<std::sync::mpsc::Receiver<Control>>,
     requests: Rc<RefCell<BTreeMap<u64, RetrainRequest>>>,
@@ -189,6 +234,7 @@ impl Driver<'_> {
                 self.shared.state.input_waiting.store(false, Ordering::Relaxed);
             }
             self.poll_source(source_done);
+            self.broadcast_checkpoints();
             self.serve_control();
             self.feed_retraining();
             self.collect_trained();
@@ -227,6 +273,22 @@ impl Driver<'_> {
                 self.stop_everything();
             }
         }
+    }
+
+    /// Sends the checkpoints global worker 0 wrote to every other process.
+    fn broadcast_checkpoints(&mut self) {
+        let (Some(m), Some(c)) = (self.mirror.as_ref(), self.control_in.as_mut()) else {
+            return;
+        };
+        let made: Vec<(u64, Vec<u8>)> = m.borrow_mut().drain(..).collect();
+        if made.is_empty() {
+            return;
+        }
+        for (epoch, json) in made {
+            c.send(Broadcasted::Checkpoint { epoch, json });
+        }
+        let t = *c.time() + 1;
+        c.advance_to(t);
     }
 
     fn stop_everything(&mut self) {
@@ -291,7 +353,7 @@ impl Driver<'_> {
                             let t = *input.time();
                             tracing::info!(path = %req.path.display(), "retraining requested");
                             self.reader = Some((r, Arc::from(req.path.display().to_string()), 0));
-                            self.requests.borrow_mut().insert(t, req);
+                            self.requests.borrow_mut().insert(t, *req);
                             self.training += 1;
                         }
                         Ok(_) => lock(&state.retrain_log).push(format!(
@@ -399,4 +461,100 @@ fn train_and_register(
         .load_model(&meta.version)
         .map_err(|e| e.to_string())?;
     Ok((model, req.ab_fraction))
+}
+
+/// A process's checkpoint epochs, for the resume agreement: (process, epochs).
+type EpochReport = (usize, Vec<u64>);
+
+/// The resume agreement of a cluster: the first worker of every process reports the epochs
+/// of the checkpoints in its own state directory, every worker hears every report
+/// (broadcast), and all pick the newest epoch that every process has. `Err` when the
+/// processes have checkpoints but none in common (say which, and how to start fresh).
+fn agree_on_resume(
+    worker: &mut timely::worker::Worker,
+    shared: &Shared<'_>,
+    process_first: bool,
+    processes: usize,
+) -> Result<Arc<Resume>, String> {
+    let local: Vec<u64> = shared.candidates.iter().filter_map(|r| r.epoch).collect();
+    let reports: Rc<RefCell<BTreeMap<usize, Vec<u64>>>> = Rc::default();
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<EpochReport>>> =
+        InputHandle::new();
+    let probe = ProbeHandle::new();
+    let r = Rc::clone(&reports);
+    worker.dataflow::<u64, _, _>(|scope| {
+        scope
+            .input_from(&mut input)
+            .broadcast()
+            .inspect(move |(p, epochs)| {
+                r.borrow_mut().insert(*p, epochs.clone());
+            })
+            .probe_with(&probe);
+    });
+    if process_first {
+        input.send((worker.index() / (worker.peers() / processes).max(1), local));
+    }
+    drop(input);
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    let reports = reports.borrow();
+    let mut common: Option<BTreeSet<u64>> = None;
+    for epochs in reports.values() {
+        let e: BTreeSet<u64> = epochs.iter().copied().collect();
+        common = Some(match common {
+            None => e,
+            Some(c) => c.intersection(&e).copied().collect(),
+        });
+    }
+    let chosen = common.and_then(|c| c.last().copied());
+    match chosen {
+        Some(epoch) => shared
+            .candidates
+            .iter()
+            .find(|r| r.epoch == Some(epoch))
+            .cloned()
+            .ok_or_else(|| format!("the checkpoint of epoch {epoch} vanished while starting")),
+        None if reports.values().all(Vec::is_empty) => Ok(Arc::new(Resume::default())),
+        None => Err(format!(
+            "the processes of the cluster have no checkpoint in common (epochs by process: {:?}); \
+             restart every process with the state directory it ran with, or move every process's \
+             <state-dir>/checkpoints and <state-dir>/dedup away to start fresh",
+            *reports
+        )),
+    }
+}
+
+/// With checkpoints: the first worker of the process trims the dedup seen-set logs to the
+/// agreed checkpoint (or removes them for a fresh start), then every worker loads them.
+fn load_seen_set(
+    cfg: &EngineConfig,
+    shared: &Shared<'_>,
+    process_first: bool,
+    through: Option<u64>,
+) -> Option<SeenSet> {
+    let dir = cfg.checkpoints.as_ref()?.seen_dir();
+    let fail = |e: String| {
+        tracing::error!("{e}");
+        lock(shared.fatal).get_or_insert(FatalError::Checkpoint(e));
+        shared.stop.store(true, Ordering::SeqCst);
+    };
+    if process_first {
+        if let Err(e) = complaintflow_operators::seen_log::prepare(&dir, through) {
+            fail(format!("the dedup seen-set logs in {}: {e}", dir.display()));
+        }
+    }
+    shared.barrier.wait();
+    match complaintflow_operators::seen_log::load(&dir) {
+        Ok(s) => {
+            if process_first && !s.is_empty() {
+                tracing::info!(ids = s.len(), dir = %dir.display(), "dedup seen-set loaded");
+            }
+            Some(s)
+        }
+        Err(e) => {
+            fail(format!("cannot read the dedup seen-set logs in {}: {e}", dir.display()));
+            Some(SeenSet::default())
+        }
+    }
 }

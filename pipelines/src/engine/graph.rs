@@ -21,7 +21,8 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use super::control::{feed_models, on_complete, ModelFeed};
 use super::{EngineConfig, FatalError, Shared};
 use crate::aggregate::{aggregate_decisions, AggregateLedger, Seed};
-use crate::checkpoint::{read_ledger, Checkpointer, PositionLedger, ReadSummary};
+use crate::checkpoint::{read_ledger, Checkpointer, Mirror, PositionLedger, ReadSummary};
+use complaintflow_operators::seen_log::{SeenLog, SeenSet};
 use crate::live::live_state;
 use crate::plugin::{EngineOutputs, Source, SourceContext};
 use crate::state::lock;
@@ -42,6 +43,8 @@ pub(crate) fn build_main(
     source: &Arc<dyn Source>,
     initial: &[ModelUpdate],
     shared: &Shared<'_>,
+    seen: Option<SeenSet>,
+    mirror: Option<Mirror>,
 ) -> Main {
     let Shared {
         state,
@@ -61,7 +64,7 @@ pub(crate) fn build_main(
     let agg_ledger = Rc::new(RefCell::new(AggregateLedger::new(checkpointing && leader)));
     let pos_ledger = Rc::new(RefCell::new(PositionLedger::new(resume.offsets.clone())));
     let mut checkpointer = match (&cfg.checkpoints, leader) {
-        (Some(c), true) => match Checkpointer::start(c, resume.epoch, state) {
+        (Some(c), true) => match Checkpointer::start(c, resume.epoch, state, mirror) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!("{e}");
@@ -106,7 +109,19 @@ pub(crate) fn build_main(
                 }
             },
         );
-        let (parsed, dups) = parsed.dedup_by_id();
+        // With checkpoints the seen-set is logged, so a restart does not re-admit ids.
+        let seen_log = cfg.checkpoints.as_ref().and_then(|c| {
+            SeenLog::open(&c.seen_dir(), scope.index())
+                .map_err(|e| {
+                    tracing::error!(dir = %c.seen_dir().display(),
+                        "cannot open the dedup seen-set log (a restart may re-admit ids): {e}");
+                })
+                .ok()
+        });
+        let (parsed, dups) = match seen {
+            Some(seen) => parsed.dedup_by_id_logged(seen, seen_log),
+            None => parsed.dedup_by_id(),
+        };
         let dead = dead.concat(dups);
         let mut decisions = parsed.score(models).decide(&cfg.decision);
         for op in &cfg.operators {

@@ -233,7 +233,7 @@ pub struct RetrainRequest {
 #[derive(Debug)]
 pub enum Control {
     /// Retrain; the new version is registered and swapped in.
-    Retrain(RetrainRequest),
+    Retrain(Box<RetrainRequest>),
     /// Start an A/B test: registry version `version` scores the share `fraction` of
     /// complaints from the current epoch on (until a new production model).
     AbTest {
@@ -352,7 +352,7 @@ impl EngineHandle {
     /// progress shows in [`EngineState::retrain_log`] and [`EngineState::models`].
     pub fn request_retrain(&self, req: RetrainRequest) -> Result<(), EngineError> {
         validate_retrain(self.process, &req)?;
-        self.send(Control::Retrain(req))
+        self.send(Control::Retrain(Box::new(req)))
     }
 
     /// A clonable sender for control messages.
@@ -445,7 +445,7 @@ impl EngineClient {
     /// See [`EngineHandle::request_retrain`].
     pub fn request_retrain(&self, req: RetrainRequest) -> Result<(), EngineError> {
         validate_retrain(self.process, &req)?;
-        send(&self.control, Control::Retrain(req))
+        send(&self.control, Control::Retrain(Box::new(req)))
     }
 
     /// See [`EngineHandle::start_ab_test`].
@@ -543,6 +543,7 @@ fn communication(cfg: &EngineConfig, workers: usize) -> Result<CommunicationConf
             cfg.processes
         )));
     }
+    install_lost_peer_hook(cfg.process, addresses.clone());
     Ok(CommunicationConfig::Cluster {
         threads: workers,
         process: cfg.process,
@@ -550,6 +551,46 @@ fn communication(cfg: &EngineConfig, workers: usize) -> Result<CommunicationConf
         report: false,
         zerocopy: false,
     })
+}
+
+/// In a cluster, a peer process that dies (or whose link is cut) makes timely's network
+/// threads panic with "timely communication error" while the workers wait for progress that
+/// will never come. This hook turns that into one clear error naming the lost peer and ends
+/// the process (exit code 70), so every surviving process stops within moments instead of
+/// hanging; a restart of the cluster resumes from the newest checkpoint every process has.
+fn install_lost_peer_hook(me: usize, addresses: Vec<String>) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if payload.starts_with("timely communication error") {
+                let thread = std::thread::current();
+                let peer = thread
+                    .name()
+                    .and_then(|n| n.strip_prefix("timely:recv-").or(n.strip_prefix("timely:send-")))
+                    .and_then(|i| i.parse::<usize>().ok());
+                let addr = peer
+                    .and_then(|p| addresses.get(p))
+                    .map_or("?", String::as_str);
+                let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                tracing::error!(process = me, lost_peer = %peer, peer_addr = addr,
+                    "lost the connection to a peer process; stopping this process");
+                eprintln!(
+                    "error: process {me} lost its connection to process {peer} ({addr}): {payload}. \
+                     Stopping. Restart every process of the cluster: it resumes from the newest \
+                     checkpoint all of them have."
+                );
+                std::process::exit(70);
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// Builds and starts an engine: its source, its sinks and user operators, and the initial
@@ -678,8 +719,9 @@ fn launch(
         s.check()
             .map_err(|e| EngineError::Sink(format!("{}: {e}", s.describe())))?;
     }
-    let resume = Arc::new(read_resume(cfg.checkpoints.as_ref())?);
-    let resumed = resume.epoch;
+    let candidates = Arc::new(read_resume(cfg.checkpoints.as_ref())?);
+    let resumed = candidates.last().and_then(|r| r.epoch);
+    let barrier = Arc::new(std::sync::Barrier::new(workers));
     let mut state = EngineState::new(cfg.recent_capacity);
     state.workers = workers;
     state.processes = cfg.processes.max(1);
@@ -706,11 +748,14 @@ fn launch(
         .name("complaintflow-engine".into())
         .spawn(move || -> Result<(), EngineError> {
             let guards = timely::execute(config, move |worker| {
+                let fresh = Arc::new(Resume::default());
                 let shared = Shared {
                     state: &st,
                     stop: &sp,
                     control: &rx,
-                    resume: &resume,
+                    resume: &fresh,
+                    candidates: &candidates,
+                    barrier: &barrier,
                     fatal: &fa,
                 };
                 driver::run_worker(worker, &cfg, &source, &initial, &shared);
@@ -733,45 +778,55 @@ fn launch(
     })
 }
 
-/// Reads the newest complete checkpoint (when checkpoints and resume are on).
-fn read_resume(cfg: Option<&CheckpointConfig>) -> Result<Resume, EngineError> {
+/// Reads every complete checkpoint of this process's state directory (when checkpoints and
+/// resume are on), oldest first: the workers agree on the newest epoch every process of the
+/// cluster has ([`driver`]) and resume from it.
+fn read_resume(cfg: Option<&CheckpointConfig>) -> Result<Vec<Arc<Resume>>, EngineError> {
     let Some(cfg) = cfg.filter(|c| c.resume) else {
-        return Ok(Resume::default());
+        return Ok(Vec::new());
     };
     let store = CheckpointStore::open(&cfg.state_dir, cfg.keep)
         .map_err(|e| EngineError::Config(e.to_string()))?;
-    let Some(cp) = store
-        .latest()
-        .map_err(|e| EngineError::Config(e.to_string()))?
-    else {
+    let all = store
+        .all_valid()
+        .map_err(|e| EngineError::Config(e.to_string()))?;
+    if all.is_empty() {
         tracing::info!(dir = %store.dir().display(), "no checkpoint: starting fresh");
-        return Ok(Resume::default());
-    };
-    let (seeds, warnings) = totals_from_json(&cp.aggregate_state, cp.epoch).map_err(|e| {
-        EngineError::Config(format!(
-            "checkpoint of epoch {} in {}: aggregate state: {e} (move the file away to resume from an older one)",
-            cp.epoch,
-            store.dir().display()
-        ))
-    })?;
-    for w in warnings {
-        tracing::warn!(epoch = cp.epoch, "checkpoint: {w}");
     }
-    tracing::info!(epoch = cp.epoch, offsets = ?cp.offsets, aggregate_keys = seeds.len(),
-        age_s = cp.age_ms() / 1000, "resuming from checkpoint");
-    Ok(Resume {
-        epoch: Some(cp.epoch),
-        offsets: cp.offsets,
-        seeds,
-    })
+    let mut out = Vec::with_capacity(all.len());
+    for cp in all {
+        let (seeds, warnings) = totals_from_json(&cp.aggregate_state, cp.epoch).map_err(|e| {
+            EngineError::Config(format!(
+                "checkpoint of epoch {} in {}: aggregate state: {e} (move the file away to resume from an older one)",
+                cp.epoch,
+                store.dir().display()
+            ))
+        })?;
+        for w in warnings {
+            tracing::warn!(epoch = cp.epoch, "checkpoint: {w}");
+        }
+        out.push(Arc::new(Resume {
+            epoch: Some(cp.epoch),
+            offsets: cp.offsets,
+            seeds,
+        }));
+    }
+    Ok(out)
 }
 
 /// What every worker of a process shares.
+#[derive(Clone, Copy)]
 pub(crate) struct Shared<'a> {
     pub(crate) state: &'a Arc<EngineState>,
     pub(crate) stop: &'a Arc<AtomicBool>,
     pub(crate) control: &'a Arc<Mutex<Option<Receiver<Control>>>>,
+    /// Where this run resumes (set by the worker once the cluster agreed on it).
     pub(crate) resume: &'a Arc<Resume>,
+    /// The checkpoints of this process's state directory, oldest first.
+    pub(crate) candidates: &'a Arc<Vec<Arc<Resume>>>,
+    /// The workers of this process, for the one step they take together at start (the first
+    /// worker prepares the dedup logs for the agreed checkpoint, then all load them).
+    pub(crate) barrier: &'a Arc<std::sync::Barrier>,
     pub(crate) fatal: &'a Fatal,
 }
 
@@ -822,6 +877,8 @@ pub(crate) struct Resume {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Broadcasted {
     Stop,
+    /// A checkpoint global worker 0 wrote (its JSON), for the other processes to keep too.
+    Checkpoint { epoch: u64, json: Vec<u8> },
 }
 
 pub(crate) type TrainResult = Result<(Model, Option<f64>), String>;

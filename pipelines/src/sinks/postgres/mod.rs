@@ -33,9 +33,11 @@
 //!   last write.
 //! - Connection loss or any write error: the transaction is rolled back, the thread
 //!   reconnects with exponential backoff (`retry_initial_ms` doubling to `retry_max_ms`) and
-//!   writes the same epochs again, forever: no data is dropped, the held capabilities
-//!   back-pressure the checkpoint. The epochs wait in memory meanwhile
-//!   ([`PostgresStats::queued_rows`]).
+//!   writes the same epochs again, forever: no data is dropped, and the held capabilities
+//!   hold back the engine's checkpoints and source-offset commits. The source itself does
+//!   not pause (the engine has no hook for it; the Kafka sink behaves the same): the epochs
+//!   wait in memory meanwhile ([`PostgresStats::queued_rows`], a warning per million rows),
+//!   so an outage is bounded by memory, not by the database.
 //! - [`Sink::check`] (before any worker starts) connects, applies the migrations and fails
 //!   with an error naming the URL — never the password — and a hint.
 //! - The password comes from the URL or from the environment variable named by
@@ -310,8 +312,8 @@ impl PostgresSink {
 impl Sink for PostgresSink {
     fn describe(&self) -> String {
         match self.connector() {
-            Ok(c) => format!("postgres:{} (schema {})", c.target(), c.schema()),
-            Err(_) => format!("postgres:{}", crate::plugins::redact(&self.url)),
+            Ok(c) => format!("{} (schema {})", c.target(), c.schema()),
+            Err(_) => crate::plugins::redact(&self.url),
         }
     }
 
@@ -342,7 +344,7 @@ impl Sink for PostgresSink {
             .committed_through
             .map_or_else(|| "none".to_string(), |e| e.to_string());
         let mut line = format!(
-            "postgres:{target}: {} predictions, {} dead letters, {} aggregate rows, {} models in {} transactions ({} epochs, through epoch {through}), {} retries",
+            "{target}: {} predictions, {} dead letters, {} aggregate rows, {} models in {} transactions ({} epochs, through epoch {through}), {} retries",
             s.predictions, s.dead_letters, s.aggregate_rows, s.models, s.transactions, s.epochs, s.retries
         );
         if s.queued_epochs > 0 {

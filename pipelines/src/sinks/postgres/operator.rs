@@ -158,6 +158,9 @@ pub(crate) fn build<'s>(
     Ok(ack)
 }
 
+/// A warning each time the rows waiting for the database cross a multiple of this.
+const BACKLOG_WARN_ROWS: u64 = 1_000_000;
+
 /// The operator's end of the writer thread.
 struct Link {
     tx: Sender<EpochBatch>,
@@ -185,11 +188,28 @@ impl Link {
     }
 
     fn send(&self, batch: EpochBatch) {
-        let rows = batch.rows();
-        self.stats.update(|s| {
-            s.queued_epochs += 1;
-            s.queued_rows += rows as u64;
-        });
+        let rows = batch.rows() as u64;
+        let (before, after, error) = {
+            let mut seen = (0, 0, None);
+            self.stats.update(|s| {
+                seen.0 = s.queued_rows;
+                s.queued_epochs += 1;
+                s.queued_rows += rows;
+                seen.1 = s.queued_rows;
+                seen.2 = s.last_error.clone();
+            });
+            seen
+        };
+        // The source does not pause while the database is behind (the engine has no such
+        // hook): the epochs wait here, in memory. Say so each time the backlog crosses
+        // another million rows.
+        if after / BACKLOG_WARN_ROWS > before / BACKLOG_WARN_ROWS {
+            tracing::warn!(
+                queued_rows = after,
+                last_error = error.as_deref().unwrap_or("none"),
+                "PostgreSQL sink is behind: epochs wait in memory until they are committed"
+            );
+        }
         if self.tx.send(batch).is_err() {
             // The thread only ends when the channel closes or it panicked: the epoch can
             // never be acknowledged, so the engine holds its checkpoint (no data loss).

@@ -706,3 +706,40 @@ fn outage_holds_the_epoch_and_retries_until_the_database_is_back() {
         2
     );
 }
+
+/// `--sink postgres://…` (and `postgresql://…`) resolve to this sink through the plug-in
+/// table, with `[postgres]` from the environment of the table; a bad URL fails there, before
+/// anything starts, without the password. Needs no server.
+#[test]
+fn the_plugin_table_builds_the_sink_from_a_postgres_url() {
+    use crate::plugins::{PluginEnv, PluginTable};
+    let table = PluginTable::builtin();
+    let env = PluginEnv {
+        postgres: PostgresConfig {
+            schema: "cf_plugin".into(),
+            ..PostgresConfig::default()
+        },
+        ..PluginEnv::default()
+    };
+    for url in [
+        "postgres://cf:pw-in-url@127.0.0.1:1/cfdb",
+        "postgresql://cf:pw-in-url@127.0.0.1:1/cfdb",
+    ] {
+        let sink = table.sink(url, &env).unwrap();
+        let d = sink.describe();
+        assert_eq!(d, "postgres://cf@127.0.0.1:1/cfdb (schema cf_plugin)");
+    }
+    let e = table
+        .sink("postgres://cf:pw-in-url@127.0.0.1:notaport/cfdb", &env)
+        .unwrap_err();
+    assert!(
+        e.starts_with("--sink postgres://cf@127.0.0.1:notaport/cfdb"),
+        "{e}"
+    );
+    assert!(!e.contains("pw-in-url"), "{e}");
+    let e = table
+        .sink("postgres://127.0.0.1/cfdb?password=pw-in-query", &env)
+        .unwrap_err();
+    assert!(e.contains("no user"), "{e}");
+    assert!(!e.contains("pw-in-query"), "{e}");
+}

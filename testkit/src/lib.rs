@@ -1,0 +1,209 @@
+//! Test and bench helpers shared by every crate of the workspace (dev-dependency only).
+//!
+//! [`Broker`] is a real Kafka-protocol broker (tansu) per test or bench, on a free loopback
+//! port with its own state directory, started and stopped by the project's
+//! `scripts/kafka-up.sh` / `kafka-down.sh` (the same scripts a user runs). It is the one
+//! copy of the harness the operator tests, the end-to-end tests and the Kafka bench use.
+//!
+//! [`fast_train_config`], [`bench_train_config`], [`real_records`] and [`train_model`] are the one copy of "a small model
+//! trained on real complaints" that the engine tests and benches score with (the model is not
+//! what they measure; a 2-fold, single-alpha fit on the bundled sample takes about a second).
+//!
+//! Contract: when the tansu binary is missing, [`Broker::start`] returns `None` and prints a
+//! loud SKIPPED banner — unless `COMPLAINTFLOW_REQUIRE_KAFKA` is set (CI sets it), in which
+//! case it panics, so a missing install step fails the run instead of hiding it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use complaintflow_datasets::{read_path, Complaint, Format, ValidationOptions};
+use complaintflow_models::{train, Model, TrainConfig};
+
+/// The training configuration of bench models: 2 folds, one alpha, 60 iterations, the
+/// default features (so scoring costs what it costs in production).
+pub fn bench_train_config() -> TrainConfig {
+    TrainConfig {
+        folds: 2,
+        alphas: vec![3.0],
+        max_iterations: 60,
+        ..TrainConfig::default()
+    }
+}
+
+/// The training configuration of test models: [`bench_train_config`] with at most 500 text
+/// features.
+pub fn fast_train_config() -> TrainConfig {
+    let mut cfg = bench_train_config();
+    cfg.features.max_features = 500;
+    cfg
+}
+
+/// The valid complaints of a file (any format), in file order.
+pub fn real_records(path: &Path) -> Vec<Complaint> {
+    read_path(path, Format::Auto, &ValidationOptions::default())
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// A model trained with `cfg` on `records`, named `version`.
+pub fn train_model(records: &[Complaint], cfg: &TrainConfig, version: &str) -> Model {
+    let mut m = train(records, cfg, &mut |_| {})
+        .unwrap_or_else(|e| panic!("training the test model: {e}"))
+        .model;
+    m.version = version.into();
+    m
+}
+
+/// A model trained with [`fast_train_config`] on `records`, named `version`.
+pub fn fast_model(records: &[Complaint], version: &str) -> Model {
+    train_model(records, &fast_train_config(), version)
+}
+
+/// The workspace root (where `scripts/` lives).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The project's `scripts/` folder.
+pub fn scripts() -> PathBuf {
+    root().join("scripts")
+}
+
+/// Where `scripts/install-tansu.sh` puts the broker: `$COMPLAINTFLOW_TOOLS/bin/tansu`
+/// (default `~/.cache/complaintflow/tools`).
+pub fn tansu_bin() -> PathBuf {
+    let tools = std::env::var_os("COMPLAINTFLOW_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/complaintflow/tools")
+        });
+    tools.join("bin/tansu")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests run one at a time).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A tansu broker of one test, on a free port with its own state directory; stopped on drop.
+pub struct Broker {
+    /// The broker's state directory (its data, `tansu.pid`, its log).
+    pub state: tempfile::TempDir,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// `127.0.0.1:PORT`, as `kafka-up.sh` printed it.
+    pub addr: String,
+}
+
+impl Broker {
+    /// Starts one, or `None` (the test is skipped, loudly) when tansu is not installed and
+    /// `COMPLAINTFLOW_REQUIRE_KAFKA` is not set.
+    pub fn start() -> Option<Broker> {
+        if !tansu_bin().exists() {
+            assert!(
+                std::env::var_os("COMPLAINTFLOW_REQUIRE_KAFKA").is_none(),
+                "COMPLAINTFLOW_REQUIRE_KAFKA is set but tansu is not installed at {}: run scripts/install-tansu.sh",
+                tansu_bin().display()
+            );
+            eprintln!(
+                "\n*** SKIPPED: the tansu broker is not installed ({}).\n*** Run scripts/install-tansu.sh, or set COMPLAINTFLOW_REQUIRE_KAFKA=1 to make this a failure.\n",
+                tansu_bin().display()
+            );
+            return None;
+        }
+        let mut b = Broker {
+            state: tempfile::tempdir().expect("a temporary directory"),
+            port: free_port(),
+            addr: String::new(),
+        };
+        b.up();
+        Some(b)
+    }
+
+    /// Like [`Broker::start`], but a missing broker is a panic (benches have no skip).
+    pub fn start_required() -> Broker {
+        Broker::start().unwrap_or_else(|| {
+            panic!(
+                "tansu is not installed at {}: run scripts/install-tansu.sh",
+                tansu_bin().display()
+            )
+        })
+    }
+
+    /// `scripts/kafka-up.sh` with this broker's state directory and port (also restarts a
+    /// broker stopped by [`Broker::down`], keeping its data).
+    pub fn up(&mut self) {
+        let out = Command::new("bash")
+            .arg(scripts().join("kafka-up.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(["--port", &self.port.to_string()])
+            .output()
+            .expect("bash runs scripts/kafka-up.sh");
+        assert!(
+            out.status.success(),
+            "kafka-up.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        self.addr = stdout.lines().last().unwrap_or_default().trim().to_string();
+        assert_eq!(self.addr, format!("127.0.0.1:{}", self.port));
+    }
+
+    /// `scripts/kafka-down.sh` (the state directory is kept).
+    pub fn down(&self) {
+        let out = Command::new("bash")
+            .arg(scripts().join("kafka-down.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .output()
+            .expect("bash runs scripts/kafka-down.sh");
+        assert!(
+            out.status.success(),
+            "kafka-down.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The broker's process id (from `tansu.pid`), e.g. to sample its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.state.path().join("tansu.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.addr))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .expect("the tansu binary runs");
+        assert!(
+            out.status.success(),
+            "topic create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(scripts().join("kafka-down.sh"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .output();
+    }
+}
