@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use complaintflow_datasets::replay::{Resampler, SystemClock};
-use complaintflow_datasets::{read_path, Format, ValidationOptions};
+use complaintflow_datasets::{Format, ValidationOptions};
 use complaintflow_models::Model;
 use complaintflow_operators::prelude::*;
 use complaintflow_pipelines::{start, EngineConfig, RunSummary, SourceSpec};

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use complaintflow_datasets::replay::Rate;
-use complaintflow_datasets::{read_path, Format, ValidationOptions};
 use complaintflow_models::Model;
 use complaintflow_operators::kafka::{
     consume_topic, produce_file, ConsumeOptions, DeliveryMode, KafkaConfig, ProduceOptions,

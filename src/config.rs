@@ -221,7 +221,7 @@ pub fn load(explicit: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
 
 /// `COMPLAINTFLOW_*` variables that are not configuration keys: flags' environment
 /// variables (`--config`, `--brokers`) and those of the scripts and tests.
-const NON_CONFIG_ENV: [&str; 8] = [
+const NON_CONFIG_ENV: [&str; 9] = [
     "config",
     "api_token",
     "brokers",
@@ -229,6 +229,7 @@ const NON_CONFIG_ENV: [&str; 8] = [
     "cache",
     "require_kafka",
     "require_postgres",
+    "require_netns",
     "postgres_url",
 ];
 

@@ -229,13 +229,13 @@ fn config_errors_name_the_key_and_env_overrides_apply() {
 
     let o = bin()
         .current_dir(tmp.path())
-        .env("COMPLAINTFLOW_HTTP__ADDR", "0.0.0.0:9999")
+        .env("COMPLAINTFLOW_HTTP__ADDR", "127.0.0.1:9999")
         .args(["--state-dir", "elsewhere", "config", "show"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let shown: toml::Value = toml::from_str(&stdout(&o)).unwrap();
-    assert_eq!(shown["http"]["addr"].as_str(), Some("0.0.0.0:9999"));
+    assert_eq!(shown["http"]["addr"].as_str(), Some("127.0.0.1:9999"));
     assert_eq!(shown["state_dir"].as_str(), Some("elsewhere"));
 
     let o = bin()

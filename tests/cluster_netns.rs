@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_support::{by_key, latest_checkpoint, read_aggregates, serial, workdir, Msg};
+use kafka_support::{by_key, read_aggregates, serial, workdir, Msg};
 
 const N: usize = 20_000;
 
@@ -26,8 +26,14 @@ fn script() -> PathBuf {
 }
 
 fn netns_usable() -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let ip = Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let ip = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     root && ip && complaintflow_testkit::tansu_bin().exists()
 }
 
@@ -44,7 +50,11 @@ impl Net {
             .args(["up", "--prefix", &prefix, "--processes", "2"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "cluster-netns up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cluster-netns up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Net { prefix }
     }
 
@@ -58,7 +68,11 @@ impl Net {
             .args([verb, member, "--prefix", &self.prefix])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{verb} {member}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{verb} {member}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `complaintflow` inside `member`'s namespace, in `dir`, with `state_dir`.
@@ -69,7 +83,10 @@ impl Net {
             .current_dir(dir)
             .env_remove("COMPLAINTFLOW_CONFIG")
             .env_remove("COMPLAINTFLOW_BROKERS")
-            .env("RUST_LOG", "warn,complaintflow=info,complaintflow_pipelines=info")
+            .env(
+                "RUST_LOG",
+                "warn,complaintflow=info,complaintflow_pipelines=info",
+            )
             .args(["--config", "fast.toml", "--state-dir", state_dir]);
         c
     }
@@ -100,7 +117,11 @@ impl NsBroker {
             .args(["--port", "9092", "--host", "10.77.0.1"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "kafka-up in the namespace: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kafka-up in the namespace: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         NsBroker { state }
     }
 }
@@ -119,22 +140,32 @@ const BROKER: &str = "10.77.0.1:9092";
 
 fn ok(mut c: Command) -> Output {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn process(net: &Net, dir: &Path, i: usize, hosts: &Path, extra: &[&str]) -> Child {
     let mut c = net.bin(&format!("p{i}"), dir, &format!("state{i}"));
-    c.args(["run", "--brokers", BROKER, "--source", "kafka:complaints-input"])
-        .args(["--http-addr", "off", "--workers", "1", "--processes", "2"])
-        .args(["--process", &i.to_string()])
-        .arg("--hostfile")
-        .arg(hosts)
-        .args(["--max-records-per-epoch", "2000", "--until-idle", "3s"])
-        .args(["--kafka-opt", "max.partition.fetch.bytes=65536"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "run",
+        "--brokers",
+        BROKER,
+        "--source",
+        "kafka:complaints-input",
+    ])
+    .args(["--http-addr", "off", "--workers", "1", "--processes", "2"])
+    .args(["--process", &i.to_string()])
+    .arg("--hostfile")
+    .arg(hosts)
+    .args(["--max-records-per-epoch", "2000", "--until-idle", "3s"])
+    .args(["--kafka-opt", "max.partition.fetch.bytes=65536"])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     c.spawn().unwrap()
 }
 
@@ -149,7 +180,16 @@ fn finish(mut c: Child) -> (std::process::ExitStatus, String) {
 
 fn consume(net: &Net, dir: &Path, topic: &str) -> Vec<Msg> {
     let mut c = net.bin("broker", dir, "state");
-    c.args(["consume", "--brokers", BROKER, "--topic", topic, "--from-beginning", "--until-idle", "3s"]);
+    c.args([
+        "consume",
+        "--brokers",
+        BROKER,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--until-idle",
+        "3s",
+    ]);
     let out = ok(c);
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -183,7 +223,16 @@ fn a_cut_link_stops_the_cluster_and_a_restart_counts_each_complaint_once() {
     let work = workdir();
     let dir = work.path();
     let mut c = net.bin("broker", dir, "state");
-    c.args(["produce", "--brokers", BROKER, "--no-progress", "--resample", &N.to_string(), "--seed", "9"]);
+    c.args([
+        "produce",
+        "--brokers",
+        BROKER,
+        "--no-progress",
+        "--resample",
+        &N.to_string(),
+        "--seed",
+        "9",
+    ]);
     let summary: serde_json::Value = serde_json::from_slice(&ok(c).stdout).unwrap();
     assert_eq!(summary["acked"].as_u64(), Some(N as u64));
     kafka_support::copy_registry(dir, "state", "state0");
@@ -198,14 +247,29 @@ fn a_cut_link_stops_the_cluster_and_a_restart_counts_each_complaint_once() {
     let cut_at = Instant::now();
     let (s0, e0) = finish(p0);
     let (s1, e1) = finish(p1);
-    eprintln!("both processes stopped {:?} after the cut ({s0}, {s1})", cut_at.elapsed());
-    assert!(cut_at.elapsed() < Duration::from_secs(90), "the processes took too long to notice");
-    assert!(!s0.success() && e0.contains("lost its connection to process 1"), "{s0}\n{e0}");
+    eprintln!(
+        "both processes stopped {:?} after the cut ({s0}, {s1})",
+        cut_at.elapsed()
+    );
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(90),
+        "the processes took too long to notice"
+    );
+    assert!(
+        !s0.success() && e0.contains("lost its connection to process 1"),
+        "{s0}\n{e0}"
+    );
     assert!(!s1.success(), "{s1}\n{e1}");
     net.link("heal", "p1");
 
     let out = dir.join("agg.json");
-    let p0 = process(&net, dir, 0, &hosts, &["--aggregates-out", out.to_str().unwrap()]);
+    let p0 = process(
+        &net,
+        dir,
+        0,
+        &hosts,
+        &["--aggregates-out", out.to_str().unwrap()],
+    );
     let p1 = process(&net, dir, 1, &hosts, &[]);
     let (s0, e0) = finish(p0);
     let (s1, e1) = finish(p1);

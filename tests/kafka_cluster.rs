@@ -24,20 +24,32 @@ use std::time::{Duration, Instant};
 use kafka_support::*;
 
 /// One process of a two-process cluster, reading the input topic.
-fn cluster_process(dir: &Path, process: usize, hosts: &Path, broker: &str, extra: &[&str]) -> Child {
+fn cluster_process(
+    dir: &Path,
+    process: usize,
+    hosts: &Path,
+    broker: &str,
+    extra: &[&str],
+) -> Child {
     let state = format!("state{process}");
     let mut c = bin(dir, &state);
-    c.args(["run", "--brokers", broker, "--source", "kafka:complaints-input"])
-        .args(["--http-addr", "off", "--workers", "1", "--processes", "2"])
-        .args(["--process", &process.to_string()])
-        .arg("--hostfile")
-        .arg(hosts)
-        .args(["--max-records-per-epoch", "2000", "--until-idle", "3s"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    c.args([
+        "run",
+        "--brokers",
+        broker,
+        "--source",
+        "kafka:complaints-input",
+    ])
+    .args(["--http-addr", "off", "--workers", "1", "--processes", "2"])
+    .args(["--process", &process.to_string()])
+    .arg("--hostfile")
+    .arg(hosts)
+    .args(["--max-records-per-epoch", "2000", "--until-idle", "3s"])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 fn checkpoint_epochs(state: &Path) -> BTreeSet<u64> {
@@ -46,7 +58,10 @@ fn checkpoint_epochs(state: &Path) -> BTreeSet<u64> {
             d.filter_map(Result::ok)
                 .filter_map(|e| {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_prefix("checkpoint-")?.strip_suffix(".json")?.parse().ok()
+                    n.strip_prefix("checkpoint-")?
+                        .strip_suffix(".json")?
+                        .parse()
+                        .ok()
                 })
                 .collect()
         })
@@ -75,12 +90,27 @@ fn losing_a_process_stops_the_cluster_and_a_restart_counts_each_complaint_once()
     let work = workdir();
     let dir = work.path();
     let b = broker.addr.as_str();
-    let summary = produce(dir, b, &["--resample", &n.to_string(), "--seed", "5", "--rate", "50000/min"]);
+    let summary = produce(
+        dir,
+        b,
+        &[
+            "--resample",
+            &n.to_string(),
+            "--seed",
+            "5",
+            "--rate",
+            "50000/min",
+        ],
+    );
     assert_eq!(summary["acked"].as_u64(), Some(n as u64));
     copy_registry(dir, "state", "state0");
     copy_registry(dir, "state", "state1");
     let hosts = dir.join("hosts.txt");
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
 
     // Paced, so that the kill lands mid-stream on a fast machine too.
     let pace = ["--kafka-opt", "max.partition.fetch.bytes=65536"];
@@ -89,7 +119,10 @@ fn losing_a_process_stops_the_cluster_and_a_restart_counts_each_complaint_once()
     let at_kill = wait_for_checkpoint(&mut [&mut p0, &mut p1], &dir.join("state0"), n / 10);
     p1.kill().unwrap(); // SIGKILL
     let _ = p1.wait();
-    eprintln!("killed process 1 after the checkpoint of epoch {} ({} read)", at_kill.0, at_kill.1);
+    eprintln!(
+        "killed process 1 after the checkpoint of epoch {} ({} read)",
+        at_kill.0, at_kill.1
+    );
 
     // Process 0 notices and stops by itself, naming the lost peer.
     let killed_at = Instant::now();
@@ -104,28 +137,53 @@ fn losing_a_process_stops_the_cluster_and_a_restart_counts_each_complaint_once()
         std::thread::sleep(Duration::from_millis(50));
     }
     let (status, err) = stderr_of(p0);
-    eprintln!("process 0 stopped {:?} after the kill: {status}", killed_at.elapsed());
-    assert!(!status.success(), "losing a peer is a failure: {status}\n{err}");
+    eprintln!(
+        "process 0 stopped {:?} after the kill: {status}",
+        killed_at.elapsed()
+    );
+    assert!(
+        !status.success(),
+        "losing a peer is a failure: {status}\n{err}"
+    );
     assert!(err.contains("lost its connection to process 1"), "{err}");
 
     // Both processes keep the checkpoints, each in its own state directory.
-    let (e0, e1) = (checkpoint_epochs(&dir.join("state0")), checkpoint_epochs(&dir.join("state1")));
-    assert!(e0.intersection(&e1).next().is_some(), "no common checkpoint: {e0:?} vs {e1:?}");
+    let (e0, e1) = (
+        checkpoint_epochs(&dir.join("state0")),
+        checkpoint_epochs(&dir.join("state1")),
+    );
+    assert!(
+        e0.intersection(&e1).next().is_some(),
+        "no common checkpoint: {e0:?} vs {e1:?}"
+    );
 
     // The restarted cluster drains the topic.
     let out = dir.join("agg.json");
-    let p0 = cluster_process(dir, 0, &hosts, b, &["--aggregates-out", out.to_str().unwrap()]);
+    let p0 = cluster_process(
+        dir,
+        0,
+        &hosts,
+        b,
+        &["--aggregates-out", out.to_str().unwrap()],
+    );
     let p1 = cluster_process(dir, 1, &hosts, b, &[]);
     let log0 = wait_ok(p0, "restarted process 0");
     wait_ok(p1, "restarted process 1");
-    assert!(log0.contains("resuming from the checkpoint of epoch"), "{log0}");
+    assert!(
+        log0.contains("resuming from the checkpoint of epoch"),
+        "{log0}"
+    );
 
     let input = consume(dir, b, "complaints-input");
     let ids: BTreeSet<String> = input.iter().map(|m| m.key.clone().unwrap()).collect();
     assert_eq!(ids.len(), n, "resampled ids are distinct");
     let preds = consume(dir, b, "complaints-predictions");
     let (by_id, repeats) = by_key(&preds);
-    eprintln!("{} prediction messages for {} ids ({repeats} replayed)", preds.len(), by_id.len());
+    eprintln!(
+        "{} prediction messages for {} ids ({repeats} replayed)",
+        preds.len(),
+        by_id.len()
+    );
     assert_eq!(by_id.keys().cloned().collect::<BTreeSet<_>>(), ids);
     let agg = read_aggregates(&out);
     let products: i64 = agg["product"].values().map(|r| r.0).sum();
@@ -154,12 +212,31 @@ fn ids_seen_before_a_kill_are_duplicates_after_the_restart() {
     let again = produce(dir, b, &["--resample", &N.to_string(), "--seed", "7"]);
     assert_eq!(again["acked"].as_u64(), Some(N as u64));
     let out = dir.join("agg.json");
-    let e = engine(dir, "state", b, &["--until-idle", "3s", "--aggregates-out", out.to_str().unwrap()]);
+    let e = engine(
+        dir,
+        "state",
+        b,
+        &[
+            "--until-idle",
+            "3s",
+            "--aggregates-out",
+            out.to_str().unwrap(),
+        ],
+    );
     wait_ok(e, "the restarted engine");
     let agg = read_aggregates(&out);
     let products: i64 = agg["product"].values().map(|r| r.0).sum();
-    assert_eq!(products as usize, N, "each id counted once (checkpoint covered {covered})");
+    assert_eq!(
+        products as usize, N,
+        "each id counted once (checkpoint covered {covered})"
+    );
     let dlq = consume(dir, b, "complaints-dlq");
-    let dups = dlq.iter().filter(|m| m.value["kind"] == "duplicate_id").count();
-    assert!(dups >= N, "{dups} duplicate_id dead letters for {N} repeated ids");
+    let dups = dlq
+        .iter()
+        .filter(|m| m.value["kind"] == "duplicate_id")
+        .count();
+    assert!(
+        dups >= N,
+        "{dups} duplicate_id dead letters for {N} repeated ids"
+    );
 }

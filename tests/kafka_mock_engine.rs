@@ -21,7 +21,11 @@ use complaintflow_pipelines::{
 
 fn model() -> Model {
     let rows = complaintflow_testkit::real_records(&complaintflow_datasets::bundled_sample_path());
-    complaintflow_testkit::train_model(&rows, &complaintflow_testkit::fast_train_config(), "mock-v1")
+    complaintflow_testkit::train_model(
+        &rows,
+        &complaintflow_testkit::fast_train_config(),
+        "mock-v1",
+    )
 }
 
 fn run(

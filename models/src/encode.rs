@@ -15,8 +15,8 @@
 //!
 //! Cost: the nine base fields are hashed once per complaint (crosses combine those hashes),
 //! then one table lookup and one `ln_1p` per field or cross (14); together with the tree walk
-//! this is the ≈ 1.6 µs on-CPU the tree family adds to the LR path on the loaded 2-core
-//! machine (docs/MODELS.md, `examples/score_cpu.rs`).
+//! this is what the served tree family adds to the pipeline's numeric block (2.9 µs on-CPU
+//! per complaint in all) (docs/MODELS.md, `examples/score_cpu.rs`).
 
 use chrono::Datelike;
 use complaintflow_datasets::split::stable_hash;

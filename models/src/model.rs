@@ -6,9 +6,8 @@
 //! with `w = lr_weight` (1 for [`ModelFamily::Lr`], 0 for [`ModelFamily::Gbdt`], in between
 //! for [`ModelFamily::Blend`]); the result is a calibrated P(success) in [0, 1], thresholded by
 //! [`Model::predict`]. A part whose weight is 0 is not evaluated. Measured (release, one
-//! thread, cfpb dev set resampled, on-CPU time at load average ≈ 12 on 2 cores, so inflated
-//! by contention): LR 2.6 µs, trees 4.2 µs, blend 4.3 µs per complaint including
-//! featurization (`examples/score_cpu.rs`; criterion: `benches/featurize_score.rs`).
+//! thread, cfpb dev set resampled, on-CPU time): LR 2.4 µs, trees 2.9 µs (numeric block only), blend
+//! 4.0 µs per complaint including featurization (`examples/score_cpu.rs`; criterion: `benches/featurize_score.rs`).
 //!
 //! On disk a model is a directory with `pipeline.json`, `model.json` and `manifest.json`; the
 //! manifest records the schema version and the SHA-256 of the other two files, and
@@ -208,10 +207,16 @@ fn to_json<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>, ModelError> {
 
 impl Model {
     /// Calibrated P(SuccessfulResolution) for a complaint. `buf` is the caller's reusable
-    /// buffer; it holds the complaint's sparse features afterwards.
+    /// buffer; afterwards it holds the complaint's sparse features (for a `gbdt` model only
+    /// their numeric block, all the trees read).
     #[inline]
     pub fn score(&self, c: &Complaint, buf: &mut SparseFeatures) -> f64 {
-        self.pipeline.transform(c, buf);
+        if self.family == ModelFamily::Gbdt && self.trees.is_some() {
+            // Trees read only the numeric block: skip n-grams, dates and one-hots.
+            self.pipeline.transform_numeric(c, buf);
+        } else {
+            self.pipeline.transform(c, buf);
+        }
         let z = self.raw_margin_transformed(c, buf);
         self.calibration.apply(z)
     }

@@ -695,6 +695,38 @@ impl FittedPipeline {
         self.text.as_ref().map_or(0, |t| t.width() as usize)
     }
 
+    /// Only the numeric block of [`FittedPipeline::transform`] (the same values at the same
+    /// positions `0..numeric_len()`: text statistics, sentiment, entities, ...): what the
+    /// tree family reads. Skips the n-gram columns, dates and one-hot categoricals.
+    pub(crate) fn transform_numeric(&self, c: &Complaint, out: &mut SparseFeatures) {
+        out.clear();
+        let cfg = &self.config;
+        let SparseFeatures {
+            indices,
+            values,
+            scratch,
+        } = out;
+        let Scratch {
+            text: text_scratch,
+            stats,
+            numeric,
+            ..
+        } = scratch;
+        *stats = TextStats::default();
+        if needs_text_analysis(cfg) {
+            if let Some(narrative) = c.narrative() {
+                let opts = analyze_opts(cfg, false);
+                analyze(narrative, opts, text_scratch, stats, |_, _| {});
+            }
+        }
+        raw_numeric(c, cfg, stats, numeric);
+        let nb = &self.numeric;
+        for (k, ((x, m), s)) in numeric.iter().zip(&nb.mean).zip(&nb.inv_std).enumerate() {
+            indices.push(nb.offset + k as u32);
+            values.push((x - m) * s);
+        }
+    }
+
     /// Turns a complaint into its feature vector (cleared and refilled). Outcome fields
     /// (`company_response`, `timely`, `consumer_disputed`, `company_public_response`) and
     /// `complaint_id` are never read.

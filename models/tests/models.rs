@@ -241,6 +241,13 @@ fn registry_and_bincode_round_trip_every_family() {
         assert_same_scores(&expect, &wire, &rows);
         let mut buf = SparseFeatures::new();
         let s: Vec<f64> = rows.iter().map(|c| loaded.score(c, &mut buf)).collect();
+        // The scoring shortcut (trees: numeric block only) gives exactly the margin of the
+        // full transform.
+        let mut full = SparseFeatures::new();
+        for (c, &p) in rows.iter().zip(&s) {
+            let z = loaded.raw_margin(c, &mut full);
+            assert_eq!(p.to_bits(), loaded.calibration.apply(z).to_bits(), "{want}");
+        }
         if want == ModelFamily::Lr {
             lr_scores = s;
         } else {

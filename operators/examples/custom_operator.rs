@@ -65,33 +65,37 @@ impl DecisionOperator for CompanySpikes {
         decisions: Stream<'s, u64, Vec<Decision>>,
     ) -> Stream<'s, u64, Vec<Decision>> {
         let threshold = self.threshold.max(1);
-        decisions.unary_frontier(Exchange::new(company_hash), "CompanySpikes", move |_c, _i| {
-            let mut stash: Stash<u64, Vec<Decision>> = Stash::new(&[0]);
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(held) = stash.at(&cap) {
-                        for batch in data {
-                            held.append(batch);
+        decisions.unary_frontier(
+            Exchange::new(company_hash),
+            "CompanySpikes",
+            move |_c, _i| {
+                let mut stash: Stash<u64, Vec<Decision>> = Stash::new(&[0]);
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        if let Some(held) = stash.at(&cap) {
+                            for batch in data {
+                                held.append(batch);
+                            }
                         }
-                    }
-                });
-                while let Some((_t, caps, mut held)) = stash.pop_complete(frontier.frontier()) {
-                    let Some(cap) = caps.first() else { continue };
-                    let mut escalations: HashMap<Option<String>, usize> = HashMap::new();
-                    for d in held.iter().filter(|d| d.escalate) {
-                        *escalations.entry(d.company.clone()).or_insert(0) += 1;
-                    }
-                    for d in held.iter_mut().filter(|d| d.escalate) {
-                        let n = escalations.get(&d.company).copied().unwrap_or(0);
-                        if n >= threshold {
-                            d.reasons
-                                .push(format!("company spike: {n} escalations this epoch"));
+                    });
+                    while let Some((_t, caps, mut held)) = stash.pop_complete(frontier.frontier()) {
+                        let Some(cap) = caps.first() else { continue };
+                        let mut escalations: HashMap<Option<String>, usize> = HashMap::new();
+                        for d in held.iter().filter(|d| d.escalate) {
+                            *escalations.entry(d.company.clone()).or_insert(0) += 1;
                         }
+                        for d in held.iter_mut().filter(|d| d.escalate) {
+                            let n = escalations.get(&d.company).copied().unwrap_or(0);
+                            if n >= threshold {
+                                d.reasons
+                                    .push(format!("company spike: {n} escalations this epoch"));
+                            }
+                        }
+                        output.session(cap).give_container(&mut held);
                     }
-                    output.session(cap).give_container(&mut held);
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -112,7 +116,10 @@ impl Sink for EscalationLog {
         outputs: &EngineOutputs<'s>,
     ) -> Result<Vec<Stream<'s, u64, Vec<u64>>>, String> {
         let mut file = if scope.index() == 0 {
-            Some(create_output(&self.path).ok_or_else(|| format!("cannot create {}", self.path.display()))?)
+            Some(
+                create_output(&self.path)
+                    .ok_or_else(|| format!("cannot create {}", self.path.display()))?,
+            )
         } else {
             None
         };
@@ -131,7 +138,11 @@ impl Sink for EscalationLog {
                             for d in data.flat_map(|b| b.drain(..)) {
                                 let d = &d.decision;
                                 if let (true, Some(f)) = (d.escalate, file.as_mut()) {
-                                    let _ = writeln!(f, "{},{},{}", d.complaint_id, d.priority, d.queue);
+                                    let _ = writeln!(
+                                        f,
+                                        "{},{},{}",
+                                        d.complaint_id, d.priority, d.queue
+                                    );
                                 }
                             }
                         });
@@ -202,7 +213,11 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(decisions.len() > 1000, "the held-out part of the sample: {}", decisions.len());
+        assert!(
+            decisions.len() > 1000,
+            "the held-out part of the sample: {}",
+            decisions.len()
+        );
         let escalated: BTreeSet<String> = decisions
             .iter()
             .filter(|d| d.escalate)
@@ -225,8 +240,17 @@ mod tests {
         let mut flagged = 0;
         for d in &decisions {
             let has = d.reasons.iter().any(|r| r.starts_with("company spike"));
-            let n = per_epoch.get(&(d.epoch, d.company.clone())).copied().unwrap_or(0);
-            assert_eq!(has, d.escalate && n >= threshold, "{} {:?}", d.complaint_id, d.reasons);
+            let n = per_epoch
+                .get(&(d.epoch, d.company.clone()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                has,
+                d.escalate && n >= threshold,
+                "{} {:?}",
+                d.complaint_id,
+                d.reasons
+            );
             flagged += usize::from(has);
         }
         assert!(flagged > 0, "some company spiked");

@@ -97,4 +97,3 @@ impl<'s, T: Timestamp + TotalOrder + AsEpoch> Decide<'s, T> for Stream<'s, T, Ve
         })
     }
 }
-

@@ -88,64 +88,63 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
     mut log: Option<(SeenLog, E)>,
 ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
     let this = stream;
-        let mut builder = OperatorBuilder::new("DedupById".to_owned(), this.scope());
-        let mut input = builder.new_input(
-            this,
-            Exchange::new(|p: &Parsed| fmix64(p.complaint.complaint_id.0)),
-        );
-        let (ok_out, ok_stream) = builder.new_output::<Vec<Parsed>>();
-        let (dup_out, dup_stream) = builder.new_output::<Vec<DeadLetter>>();
-        let mut ok_out = OutputBuilder::<T, CapacityContainerBuilder<Vec<Parsed>>>::from(ok_out);
-        let mut dup_out =
-            OutputBuilder::<T, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dup_out);
-        builder.build(move |_caps| {
-            let mut admitted: Vec<u64> = Vec::new();
-            let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0, 1]);
-            move |frontiers| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(recs) = stash.at(&cap) {
-                        for batch in data {
-                            recs.append(batch);
-                        }
-                    }
-                });
-                let Some(frontier) = frontiers.first() else {
-                    return;
-                };
-                let mut ok = ok_out.activate();
-                let mut dup = dup_out.activate();
-                while let Some((t, caps, mut recs)) = stash.pop_complete(frontier.frontier()) {
-                    let (Some(c0), Some(c1)) = (caps.first(), caps.get(1)) else {
-                        continue;
-                    };
-                    // Records of one source arrive in order: sort only when they do not.
-                    if !recs.is_sorted_by(|a, b| a.origin <= b.origin) {
-                        recs.sort_by(|a, b| a.origin.cmp(&b.origin));
-                    }
-                    let mut ok_session = ok.session(c0);
-                    let mut dup_session = dup.session(c1);
-                    for mut p in recs {
-                        let id = p.complaint.complaint_id.0;
-                        if seen.insert(id) {
-                            if log.is_some() {
-                                admitted.push(id);
-                            }
-                            p.raw = Vec::new();
-                            ok_session.give(p);
-                        } else {
-                            dup_session.give(duplicate(p));
-                        }
-                    }
-                    // The log holds the epoch before its output's capabilities drop.
-                    if let Some((l, epoch_of)) = log.as_mut() {
-                        l.append(epoch_of(&t), &admitted);
-                        admitted.clear();
-                        let _ = l.flush();
+    let mut builder = OperatorBuilder::new("DedupById".to_owned(), this.scope());
+    let mut input = builder.new_input(
+        this,
+        Exchange::new(|p: &Parsed| fmix64(p.complaint.complaint_id.0)),
+    );
+    let (ok_out, ok_stream) = builder.new_output::<Vec<Parsed>>();
+    let (dup_out, dup_stream) = builder.new_output::<Vec<DeadLetter>>();
+    let mut ok_out = OutputBuilder::<T, CapacityContainerBuilder<Vec<Parsed>>>::from(ok_out);
+    let mut dup_out = OutputBuilder::<T, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dup_out);
+    builder.build(move |_caps| {
+        let mut admitted: Vec<u64> = Vec::new();
+        let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0, 1]);
+        move |frontiers| {
+            input.for_each_stamp(|cap, data| {
+                if let Some(recs) = stash.at(&cap) {
+                    for batch in data {
+                        recs.append(batch);
                     }
                 }
+            });
+            let Some(frontier) = frontiers.first() else {
+                return;
+            };
+            let mut ok = ok_out.activate();
+            let mut dup = dup_out.activate();
+            while let Some((t, caps, mut recs)) = stash.pop_complete(frontier.frontier()) {
+                let (Some(c0), Some(c1)) = (caps.first(), caps.get(1)) else {
+                    continue;
+                };
+                // Records of one source arrive in order: sort only when they do not.
+                if !recs.is_sorted_by(|a, b| a.origin <= b.origin) {
+                    recs.sort_by(|a, b| a.origin.cmp(&b.origin));
+                }
+                let mut ok_session = ok.session(c0);
+                let mut dup_session = dup.session(c1);
+                for mut p in recs {
+                    let id = p.complaint.complaint_id.0;
+                    if seen.insert(id) {
+                        if log.is_some() {
+                            admitted.push(id);
+                        }
+                        p.raw = Vec::new();
+                        ok_session.give(p);
+                    } else {
+                        dup_session.give(duplicate(p));
+                    }
+                }
+                // The log holds the epoch before its output's capabilities drop.
+                if let Some((l, epoch_of)) = log.as_mut() {
+                    l.append(epoch_of(&t), &admitted);
+                    admitted.clear();
+                    let _ = l.flush();
+                }
             }
-        });
-        (ok_stream, dup_stream)
+        }
+    });
+    (ok_stream, dup_stream)
 }
 
 fn duplicate(p: Parsed) -> DeadLetter {

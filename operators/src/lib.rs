@@ -111,8 +111,7 @@ pub mod prelude {
     pub use crate::score::{ModelRole, ModelUpdate, Score};
     pub use crate::sink::SinkJsonl;
     pub use crate::source::{
-        file_source, iter_source, replay_source, FileSplit, ReplaySpec, SourceControl,
-        SourcePolicy,
+        file_source, iter_source, replay_source, FileSplit, ReplaySpec, SourceControl, SourcePolicy,
     };
     pub use crate::stash::Stash;
     pub use crate::tap::Tap;

@@ -130,7 +130,11 @@ impl Parsed {
     /// let p = Parsed::new(c, Origin::file("x", 0), 7);
     /// assert!(p.raw.is_empty() && p.ingest_ms == 7);
     /// ```
-    pub fn new(complaint: complaintflow_datasets::Complaint, origin: Origin, ingest_ms: i64) -> Parsed {
+    pub fn new(
+        complaint: complaintflow_datasets::Complaint,
+        origin: Origin,
+        ingest_ms: i64,
+    ) -> Parsed {
         Parsed {
             complaint,
             origin,

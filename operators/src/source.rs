@@ -82,6 +82,11 @@ pub struct SourcePolicy {
     pub batch: usize,
     /// How a file is shared among workers. Default [`FileSplit::Auto`].
     pub split: FileSplit,
+    /// Back-pressure: a source stops reading while the graph's completion is this far behind
+    /// it (a sink that cannot write — a database or broker outage — holds completion back),
+    /// so records wait in the input, not in memory. Measured in milliseconds with clock
+    /// epochs, else in trigger intervals' worth of epochs. Default 30 s.
+    pub max_behind: Duration,
 }
 
 impl Default for SourcePolicy {
@@ -95,6 +100,7 @@ impl Default for SourcePolicy {
             rate: None,
             batch: 1_024,
             split: FileSplit::Auto,
+            max_behind: Duration::from_secs(30),
         }
     }
 }
@@ -174,6 +180,7 @@ pub struct EpochCutter {
     max_in_flight: u64,
     in_epoch: usize,
     opened: Duration,
+    max_behind: u64,
 }
 
 impl EpochCutter {
@@ -187,7 +194,31 @@ impl EpochCutter {
             max_in_flight: policy.max_in_flight.max(1),
             in_epoch: 0,
             opened: now,
+            max_behind: {
+                let ms = u64::try_from(policy.max_behind.as_millis()).unwrap_or(u64::MAX);
+                if policy.clock_epochs {
+                    ms.max(1)
+                } else {
+                    let trigger = u64::try_from(policy.trigger_interval.as_millis()).unwrap_or(1);
+                    (ms / trigger.max(1)).max(1)
+                }
+            },
         }
+    }
+
+    /// Back-pressure: whether to stop reading because completion is more than
+    /// [`SourcePolicy::max_behind`] behind (`in_flight` as for
+    /// [`should_close`](Self::should_close)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use complaintflow_operators::source::{EpochCutter, SourcePolicy};
+    /// let policy = SourcePolicy { clock_epochs: true, max_behind: Duration::from_secs(30), ..SourcePolicy::default() };
+    /// let cut = EpochCutter::new(&policy, 1, Duration::ZERO);
+    /// assert!(!cut.paused(1_000) && cut.paused(30_001));
+    /// ```
+    pub fn paused(&self, in_flight: u64) -> bool {
+        in_flight > self.max_behind
     }
 
     /// Whether the epoch is full (close it before the next record).
@@ -211,12 +242,15 @@ impl EpochCutter {
     pub fn should_close(&self, now: Duration, idle: bool, in_flight: u64) -> bool {
         let open = now.saturating_sub(self.opened);
         let bound = if self.clock {
-            let linger_ms = u64::try_from(self.linger.as_millis()).unwrap_or(u64::MAX).max(1);
+            let linger_ms = u64::try_from(self.linger.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             self.max_in_flight.saturating_mul(linger_ms)
         } else {
             self.max_in_flight
         };
-        open >= self.max_open || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < bound)
+        open >= self.max_open
+            || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < bound)
     }
 
     /// The epoch was closed at `now`; a new one is open.
@@ -251,7 +285,11 @@ impl EpochCutter {
         let open = now.saturating_sub(self.opened);
         let heartbeat = self.max_open.saturating_sub(open);
         if self.in_epoch > 0 {
-            heartbeat.min(self.linger.saturating_sub(open).max(Duration::from_micros(200)))
+            heartbeat.min(
+                self.linger
+                    .saturating_sub(open)
+                    .max(Duration::from_micros(200)),
+            )
         } else if self.clock {
             heartbeat.min(self.linger.max(Duration::from_millis(1)))
         } else {
@@ -324,9 +362,19 @@ where
             }
             let now = pacer.now();
             let (allowed, wait) = pacer.allowed();
-            let budget = usize::try_from(allowed)
-                .unwrap_or(usize::MAX)
-                .min(policy.batch.max(1));
+            let paused = cut.paused(control.in_flight(*c.time()));
+            let budget = if paused {
+                0
+            } else {
+                usize::try_from(allowed)
+                    .unwrap_or(usize::MAX)
+                    .min(policy.batch.max(1))
+            };
+            let wait = if paused {
+                Some(Duration::from_millis(10))
+            } else {
+                wait
+            };
             let mut emitted = 0usize;
             let mut exhausted = false;
             while emitted < budget {

@@ -85,7 +85,10 @@ impl<T: Timestamp + TotalOrder, S: Default> Stash<T, S> {
 
     /// Takes out the earliest epoch that `frontier` has passed (no more input can arrive for
     /// it), with its capabilities; `None` when there is none.
-    pub fn pop_complete(&mut self, frontier: AntichainRef<T>) -> Option<(T, Vec<Capability<T>>, S)> {
+    pub fn pop_complete(
+        &mut self,
+        frontier: AntichainRef<T>,
+    ) -> Option<(T, Vec<Capability<T>>, S)> {
         let entry = self.epochs.first_entry()?;
         if frontier.less_equal(entry.key()) {
             return None;

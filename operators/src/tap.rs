@@ -57,7 +57,9 @@ impl<'s, T: Timestamp, D: Clone + 'static> Tap<'s, T, D> for Stream<'s, T, Vec<D
                 let mut data = data_out.activate();
                 let mut sums = sum_out.activate();
                 input.for_each_stamp(|cap, batches| {
-                    let (Some(c0), Some(c1)) = (cap.retain_least_or_stamp(0), cap.retain_least_or_stamp(1)) else {
+                    let (Some(c0), Some(c1)) =
+                        (cap.retain_least_or_stamp(0), cap.retain_least_or_stamp(1))
+                    else {
                         return;
                     };
                     let mut d = data.session(&c0);
@@ -77,11 +79,17 @@ impl<'s, T: Timestamp, D: Clone + 'static> Tap<'s, T, D> for Stream<'s, T, Vec<D
 
 /// The capability of a message for an output port, for any timestamp: its stamp's first time.
 trait RetainFirst<T: Timestamp> {
-    fn retain_least_or_stamp(&self, port: usize) -> Option<timely::dataflow::operators::Capability<T>>;
+    fn retain_least_or_stamp(
+        &self,
+        port: usize,
+    ) -> Option<timely::dataflow::operators::Capability<T>>;
 }
 
 impl<T: Timestamp> RetainFirst<T> for timely::dataflow::operators::InputCapability<T> {
-    fn retain_least_or_stamp(&self, port: usize) -> Option<timely::dataflow::operators::Capability<T>> {
+    fn retain_least_or_stamp(
+        &self,
+        port: usize,
+    ) -> Option<timely::dataflow::operators::Capability<T>> {
         self.stamp().iter().next().map(|t| self.delayed(t, port))
     }
 }

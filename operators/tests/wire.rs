@@ -5,9 +5,9 @@
 
 use complaintflow_datasets::{Format, RawRecords, ValidationOptions};
 use complaintflow_models::Model;
-use complaintflow_operators::rules::decide;
 use complaintflow_operators::prelude::*;
 use complaintflow_operators::record::Origin;
+use complaintflow_operators::rules::decide;
 
 fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
     x: &T,

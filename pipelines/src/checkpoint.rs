@@ -155,10 +155,9 @@ impl ReadSummary {
         if positions {
             for r in batch {
                 let o = &r.origin;
-                match marks
-                    .iter_mut()
-                    .find(|(s, p, _)| *p == o.partition && (Arc::ptr_eq(s, &o.source) || *s == o.source))
-                {
+                match marks.iter_mut().find(|(s, p, _)| {
+                    *p == o.partition && (Arc::ptr_eq(s, &o.source) || *s == o.source)
+                }) {
                     Some(e) => e.2 = e.2.max(o.offset + 1),
                     None => marks.push((Arc::clone(&o.source), o.partition, o.offset + 1)),
                 }

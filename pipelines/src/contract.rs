@@ -519,7 +519,10 @@ mod tests {
             score_sum_micro: 1_000_000,
         };
         let r = odd.row("k").expect("a row");
-        assert_eq!((r.escalations, r.escalation_rate, r.mean_score), (0, 0.0, 0.5));
+        assert_eq!(
+            (r.escalations, r.escalation_rate, r.mean_score),
+            (0, 0.0, 0.5)
+        );
     }
 
     #[test]

@@ -46,10 +46,16 @@ impl Sink for JsonlFiles {
     }
 
     fn check(&self) -> Result<(), String> {
-        for p in [&self.predictions, &self.dead_letters].into_iter().flatten() {
+        for p in [&self.predictions, &self.dead_letters]
+            .into_iter()
+            .flatten()
+        {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    format!("cannot create the directory of output file {}: {e}", p.display())
+                    format!(
+                        "cannot create the directory of output file {}: {e}",
+                        p.display()
+                    )
                 })?;
             }
         }
@@ -63,41 +69,50 @@ impl Sink for JsonlFiles {
     ) -> Result<Vec<Stream<'s, u64, Vec<u64>>>, String> {
         let mut acks = Vec::new();
         if let Some(p) = &self.predictions {
-            let lines = outputs.decisions.clone().unary(Pipeline, "PredictionLines", |_c, _i| {
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
-                        for batch in data {
-                            let mut buf = Vec::with_capacity(batch.iter().map(|d| d.json.len() + 1).sum());
-                            for d in batch.iter() {
-                                buf.extend_from_slice(&d.json);
-                                buf.push(b'\n');
+            let lines = outputs
+                .decisions
+                .clone()
+                .unary(Pipeline, "PredictionLines", |_c, _i| {
+                    move |input, output| {
+                        input.for_each_stamp(|cap, data| {
+                            let mut session = output.session(&cap);
+                            for batch in data {
+                                let mut buf = Vec::with_capacity(
+                                    batch.iter().map(|d| d.json.len() + 1).sum(),
+                                );
+                                for d in batch.iter() {
+                                    buf.extend_from_slice(&d.json);
+                                    buf.push(b'\n');
+                                }
+                                if !buf.is_empty() {
+                                    session.give(buf);
+                                }
                             }
-                            if !buf.is_empty() {
-                                session.give(buf);
-                            }
-                        }
-                    });
-                }
-            });
+                        });
+                    }
+                });
             acks.push(write_lines(scope, lines, p.clone(), "SinkPredictions"));
         }
         if let Some(p) = &self.dead_letters {
-            let lines = outputs.dead_letters.clone().unary(Pipeline, "DeadLetterLines", |_c, _i| {
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let mut buf = Vec::new();
-                        for batch in data {
-                            for d in batch.iter() {
-                                dead_letter_line(d, &mut buf);
-                            }
-                        }
-                        if !buf.is_empty() {
-                            output.session(&cap).give(buf);
+            let lines =
+                outputs
+                    .dead_letters
+                    .clone()
+                    .unary(Pipeline, "DeadLetterLines", |_c, _i| {
+                        move |input, output| {
+                            input.for_each_stamp(|cap, data| {
+                                let mut buf = Vec::new();
+                                for batch in data {
+                                    for d in batch.iter() {
+                                        dead_letter_line(d, &mut buf);
+                                    }
+                                }
+                                if !buf.is_empty() {
+                                    output.session(&cap).give(buf);
+                                }
+                            });
                         }
                     });
-                }
-            });
             acks.push(write_lines(scope, lines, p.clone(), "SinkDeadLetters"));
         }
         Ok(acks)

@@ -653,14 +653,15 @@ mod tests {
                         Exchange::new(|x: &u64| *x),
                         "Count",
                         |_, _| {
-                        let mut n = 0u64;
-                        move |input, output| {
-                            input.for_each(|cap, data| {
-                                n += data.len() as u64;
-                                output.session(&cap).give(n);
-                            });
-                        }
-                    })
+                            let mut n = 0u64;
+                            move |input, output| {
+                                input.for_each(|cap, data| {
+                                    n += data.len() as u64;
+                                    output.session(&cap).give(n);
+                                });
+                            }
+                        },
+                    )
                     .probe_with(&probe);
             });
             let mut sent = 0;
@@ -731,7 +732,11 @@ mod tests {
         // Rates: with no minimum interval every snapshot is a new interval; nothing ran since.
         assert!(v.interval_ms.is_some());
         let again = stats.snapshot();
-        let map2 = again.operators.iter().find(|o| o.name == "FlatMap").unwrap();
+        let map2 = again
+            .operators
+            .iter()
+            .find(|o| o.name == "FlatMap")
+            .unwrap();
         assert_eq!(map2.records_in_per_s, 0.0);
         assert!(again.operators.iter().all(|o| o.shut_down));
         assert!((0.0..=100.0).contains(&map2.busy_pct));

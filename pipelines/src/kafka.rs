@@ -26,8 +26,8 @@
 use std::sync::Arc;
 
 use complaintflow_operators::kafka::{
-    dead_letter_payload, detect_transactions, kafka_source_with, DeliveryMode, KafkaConfig, KafkaError, KafkaSink,
-    KafkaSinkHandle, KafkaSourceHandle, KafkaSourceSpec, ReadMode,
+    dead_letter_payload, detect_transactions, kafka_source_with, DeliveryMode, KafkaConfig,
+    KafkaError, KafkaSink, KafkaSinkHandle, KafkaSourceHandle, KafkaSourceSpec, ReadMode,
 };
 use complaintflow_operators::publish::SharedDecision;
 use complaintflow_operators::record::{DeadLetter, RawInput};
@@ -229,18 +229,27 @@ impl KafkaSinks {
     /// Checks the broker and the topics, detects transaction support (transactional
     /// delivery when the broker has it, with ids prefixed `group`-engine; else at-least-once
     /// with keyed records) and builds the sinks.
-    pub fn connect(cfg: KafkaConfig, topics: KafkaSinkTopics, group: &str) -> Result<KafkaSinks, String> {
+    pub fn connect(
+        cfg: KafkaConfig,
+        topics: KafkaSinkTopics,
+        group: &str,
+    ) -> Result<KafkaSinks, String> {
         cfg.check_reachable()
             .map_err(|e| format!("Kafka at {}: {e}", cfg.brokers))?;
         for t in topics.all() {
             cfg.partitions(t)
                 .map_err(|e| format!("Kafka output topic {t}: {e}"))?;
         }
-        let probe_topic = topics.all().first().map_or("complaints-predictions", |t| *t).to_string();
+        let probe_topic = topics
+            .all()
+            .first()
+            .map_or("complaints-predictions", |t| *t)
+            .to_string();
         let support = detect_transactions(
             &cfg,
             &probe_topic,
-            cfg.connect_timeout().min(std::time::Duration::from_secs(10)),
+            cfg.connect_timeout()
+                .min(std::time::Duration::from_secs(10)),
         );
         let mode = support.mode(true, &format!("{group}-engine"));
         tracing::info!(brokers = %cfg.brokers, topics = ?topics.all(), delivery = %mode, "Kafka sinks");

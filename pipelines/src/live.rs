@@ -19,8 +19,8 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use crate::state::ScoreStats;
 use crate::state::EngineState;
+use crate::state::ScoreStats;
 
 /// One batch of decisions, summarised on the worker that made them.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -89,23 +89,22 @@ pub(crate) fn live_state<'s>(
     state: &Arc<EngineState>,
 ) -> Vec<Stream<'s, u64, Vec<u64>>> {
     let recent = state.recent_capacity;
-    let digests = decisions
-        .unary::<CapacityContainerBuilder<Vec<DecisionDigest>>, _, _, _>(
-            Pipeline,
-            "DigestDecisions",
-            move |_cap, _info| {
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
-                        for batch in data {
-                            if !batch.is_empty() {
-                                session.give(DecisionDigest::of(batch, recent));
-                            }
+    let digests = decisions.unary::<CapacityContainerBuilder<Vec<DecisionDigest>>, _, _, _>(
+        Pipeline,
+        "DigestDecisions",
+        move |_cap, _info| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        if !batch.is_empty() {
+                            session.give(DecisionDigest::of(batch, recent));
                         }
-                    });
-                }
-            },
-        );
+                    }
+                });
+            }
+        },
+    );
     let st = Arc::clone(state);
     // Epoch → earliest ingest time of its decisions, until the epoch is complete here.
     let mut first_ingest: BTreeMap<u64, i64> = BTreeMap::new();

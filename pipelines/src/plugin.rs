@@ -68,8 +68,11 @@ pub trait Source: Send + Sync + 'static {
     }
 
     /// Builds this worker's part of the source.
-    fn build<'s>(&self, scope: Scope<'s, u64>, ctx: &SourceContext)
-        -> Stream<'s, u64, Vec<RawInput>>;
+    fn build<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        ctx: &SourceContext,
+    ) -> Stream<'s, u64, Vec<RawInput>>;
 
     /// Whether the source can resume from positions: every record's
     /// [`Origin`](complaintflow_operators::record::Origin) is `(source, partition, offset)`

@@ -104,8 +104,14 @@ pub struct PluginTable {
 impl std::fmt::Debug for PluginTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginTable")
-            .field("sources", &self.sources.iter().map(|e| e.usage).collect::<Vec<_>>())
-            .field("sinks", &self.sinks.iter().map(|e| e.usage).collect::<Vec<_>>())
+            .field(
+                "sources",
+                &self.sources.iter().map(|e| e.usage).collect::<Vec<_>>(),
+            )
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|e| e.usage).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -164,7 +170,11 @@ impl PluginTable {
                 dead_letters: env.kafka_dead_letters.clone(),
                 aggregates: env.kafka_aggregates.clone(),
             };
-            Ok(Arc::new(KafkaSinks::connect(env.kafka.clone(), topics, &env.kafka_group)?))
+            Ok(Arc::new(KafkaSinks::connect(
+                env.kafka.clone(),
+                topics,
+                &env.kafka_group,
+            )?))
         });
         for scheme in ["postgres", "postgresql"] {
             t.register_sink_uri(scheme, "postgres://USER@HOST:PORT/DB", true, postgres_sink);
@@ -251,7 +261,11 @@ fn rest_of<'a, C>(e: &Entry<C>, uri: &'a str) -> &'a str {
 }
 
 fn usages<C>(entries: &[Entry<C>]) -> String {
-    entries.iter().map(|e| e.usage).collect::<Vec<_>>().join(", ")
+    entries
+        .iter()
+        .map(|e| e.usage)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A URI with its password removed (never log a password): the `:password` of

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 // The types shared with the HTTP layer live in `crate::contract` (one definition each); the
 // old paths (`state::Dimension`, `state::Histogram`, …) keep working through this re-export.
 pub use crate::contract::{
-    month_product_key, quantile, score_bounds, split_month_product, AggregateAnswer,
-    AggregateRow, Dimension, Histogram, MetricsSnapshot, ScoreStats, ServingModel, Totals,
-    UnknownDimension, EPOCH_LATENCY_BOUNDS, SCORE_BINS,
+    month_product_key, quantile, score_bounds, split_month_product, AggregateAnswer, AggregateRow,
+    Dimension, Histogram, MetricsSnapshot, ScoreStats, ServingModel, Totals, UnknownDimension,
+    EPOCH_LATENCY_BOUNDS, SCORE_BINS,
 };
 
 impl Dimension {
@@ -225,11 +225,7 @@ impl EngineState {
         let mut rows: Vec<AggregateRow> = view
             .totals
             .get(&by)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, t)| t.row(k))
-                    .collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, t)| t.row(k)).collect())
             .unwrap_or_default();
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         if let Some(n) = top {
@@ -261,7 +257,11 @@ impl EngineState {
     /// The latest `limit` decisions, newest first, as records.
     pub fn recent_decisions(&self, limit: usize) -> Vec<Decision> {
         let r = lock(&self.recent);
-        r.iter().rev().take(limit).map(|d| d.decision.clone()).collect()
+        r.iter()
+            .rev()
+            .take(limit)
+            .map(|d| d.decision.clone())
+            .collect()
     }
 
     /// p50 and p99 of recent epoch latencies, seconds.

@@ -366,7 +366,11 @@ fn retrain_while_streaming_swaps_the_model_mid_stream() {
     assert!(swap > 0, "the swap happened mid-stream");
     for d in &decisions {
         let want = if d.epoch < swap { "test-v1" } else { new };
-        assert_eq!(&*d.model_version, want, "epoch {} (swap at {swap})", d.epoch);
+        assert_eq!(
+            &*d.model_version, want,
+            "epoch {} (swap at {swap})",
+            d.epoch
+        );
     }
     // The new version is registered and promoted; the state lists both.
     let registry = complaintflow_models::Registry::open(&cfg.registry_dir).unwrap();

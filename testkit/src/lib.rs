@@ -18,15 +18,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use complaintflow_datasets::{read_path, Complaint, Format, ValidationOptions};
-use complaintflow_models::{train, Model, TrainConfig};
+use complaintflow_models::{train, FamilyChoice, Model, TrainConfig};
 
 /// The training configuration of bench models: 2 folds, one alpha, 60 iterations, the
-/// default features (so scoring costs what it costs in production).
+/// default features (so featurizing costs what it costs in production) and logistic
+/// regression, so that engine figures compare across model work; `CF_BENCH_FAMILY`
+/// (`lr`, `gbdt`, `blend`, `auto`) picks another family.
 pub fn bench_train_config() -> TrainConfig {
+    let family = std::env::var("CF_BENCH_FAMILY")
+        .ok()
+        .and_then(|f| serde_json::from_value(serde_json::Value::String(f)).ok())
+        .unwrap_or(FamilyChoice::Lr);
     TrainConfig {
         folds: 2,
         alphas: vec![3.0],
         max_iterations: 60,
+        family,
         ..TrainConfig::default()
     }
 }

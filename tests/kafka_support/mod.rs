@@ -243,7 +243,11 @@ pub fn read_latest_checkpoint(state_dir: &Path) -> serde_json::Value {
 /// Waits (up to 300 s) until the newest checkpoint of `state_dir` covers at least `min_read`
 /// input messages, while every process in `running` still runs (one that ended first is a
 /// failure: it could not be killed mid-stream). Returns the checkpoint's (epoch, read).
-pub fn wait_for_checkpoint(running: &mut [&mut Child], state_dir: &Path, min_read: usize) -> (u64, i64) {
+pub fn wait_for_checkpoint(
+    running: &mut [&mut Child],
+    state_dir: &Path,
+    min_read: usize,
+) -> (u64, i64) {
     let t0 = std::time::Instant::now();
     loop {
         for (i, c) in running.iter_mut().enumerate() {

@@ -359,9 +359,7 @@ impl EngineView for SyntheticView {
         let mut rows: Vec<AggregateRow> = s
             .totals
             .get(&by)
-            .map(|m| {
-                m.iter().filter_map(|(k, t)| t.row(k)).collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, t)| t.row(k)).collect())
             .unwrap_or_default();
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         if let Some(n) = top {

@@ -132,11 +132,9 @@ impl CheckpointStore {
     /// of the directory; then prunes to the newest `keep`. Returns the file's path.
     pub fn write_bytes(&self, epoch: u64, bytes: &[u8]) -> Result<PathBuf, KafkaError> {
         let path = self.dir.join(Self::name(epoch));
-        let tmp = self.dir.join(format!(
-            ".{}.tmp-{}",
-            Self::name(epoch),
-            std::process::id()
-        ));
+        let tmp = self
+            .dir
+            .join(format!(".{}.tmp-{}", Self::name(epoch), std::process::id()));
         {
             let mut f = OpenOptions::new()
                 .write(true)

@@ -16,8 +16,8 @@
 //! errors it reports through `poll` are counted and logged, never fatal.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -363,8 +363,10 @@ pub fn kafka_source_with<'s>(
             r.serve_commit(&handle);
             let now = started.elapsed();
             let mut read = 0usize;
-            let mut idle = false;
-            while read < batch {
+            // Back-pressure: completion is far behind (a sink cannot write); the records wait
+            // in the broker.
+            let mut idle = cut.paused(control.in_flight(cap_epoch));
+            while read < batch && !idle {
                 if cut.full() {
                     if !buf.is_empty() {
                         output.session(&*c).give_container(&mut buf);

@@ -53,7 +53,10 @@ pub(crate) fn feed_models<'s>(
     raw: Stream<'s, u64, Vec<RawInput>>,
     feed: &ModelFeed,
     first_epoch: u64,
-) -> (Stream<'s, u64, Vec<RawInput>>, Stream<'s, u64, Vec<ModelUpdate>>) {
+) -> (
+    Stream<'s, u64, Vec<RawInput>>,
+    Stream<'s, u64, Vec<ModelUpdate>>,
+) {
     let scope = raw.scope();
     let mut builder = OperatorBuilder::new("ModelFeed".to_owned(), scope);
     let address = builder.operator_info().address;
@@ -83,7 +86,9 @@ pub(crate) fn feed_models<'s>(
                     session.give_container(batch);
                 }
             });
-            let Some(cap) = model_cap.as_mut() else { return };
+            let Some(cap) = model_cap.as_mut() else {
+                return;
+            };
             {
                 let mut models = model_out.activate();
                 let mut session = models.session(cap);

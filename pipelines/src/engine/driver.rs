@@ -26,8 +26,8 @@ use super::{
 };
 use crate::checkpoint::{Checkpointer, Mirror};
 use crate::plugin::Source;
-use complaintflow_operators::seen_log::SeenSet;
 use crate::state::lock;
+use complaintflow_operators::seen_log::SeenSet;
 
 /// One worker: the control, main and retraining dataflows, then the step loop.
 pub(crate) fn run_worker(
@@ -76,9 +76,12 @@ pub(crate) fn run_worker(
     };
     let mut control_in: InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>> =
         InputHandle::new();
-    // 1. Control: Stop from global worker 0 reaches every worker of every process.
+    // 1. Control: Stop (and checkpoints) from global worker 0 reach every worker of every
+    // process; in a cluster the first worker of every process also sends heartbeats.
+    let heard: Rc<RefCell<Liveness>> = Rc::default();
     worker.dataflow::<u64, _, _>(|scope| {
         let stop = Arc::clone(shared.stop);
+        let heard = Rc::clone(&heard);
         scope.input_from(&mut control_in).broadcast().sink(
             Pipeline,
             "Control",
@@ -92,6 +95,12 @@ pub(crate) fn run_worker(
                                     if let Some(w) = mirror_writer.as_mut() {
                                         w.store_mirrored(epoch, json);
                                     }
+                                }
+                                Broadcasted::Heartbeat { process } => {
+                                    heard.borrow_mut().heard.insert(process, Instant::now());
+                                }
+                                Broadcasted::Leaving { process } => {
+                                    heard.borrow_mut().left.insert(process);
                                 }
                             }
                         }
@@ -192,10 +201,19 @@ pub(crate) fn run_worker(
         leader,
         process_first,
         main,
-        control_in: leader.then_some(control_in),
+        // Global worker 0 sends Stop and checkpoints; in a cluster the first worker of every
+        // process sends heartbeats.
+        control_in: (leader || (process_first && cfg.processes > 1)).then_some(control_in),
+        heard,
+        last_beat: None,
+        started: Instant::now(),
         mirror,
         retrain_in: leader.then_some(retrain_in),
-        control: if leader { lock(shared.control).take() } else { None },
+        control: if leader {
+            lock(shared.control).take()
+        } else {
+            None
+        },
         requests,
         train_rx,
         reader: None,
@@ -216,6 +234,10 @@ struct Driver<'a> {
     control_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<Broadcasted>>>>,
     /// Global worker 0 of a cluster: its checkpoints, to broadcast to the other processes.
     mirror: Option<Mirror>,
+    /// When this process last heard from every other process of the cluster.
+    heard: Rc<RefCell<Liveness>>,
+    last_beat: Option<Instant>,
+    started: Instant,
     retrain_in: Option<InputHandle<u64, CapacityContainerBuilder<Vec<RawInput>>>>,
     control: Option<std::sync::mpsc::Receiver<Control>>,
     requests: Rc<RefCell<BTreeMap<u64, RetrainRequest>>>,
@@ -231,9 +253,13 @@ impl Driver<'_> {
             let active = worker.step_or_park(Some(Duration::from_millis(1)));
             let source_done = self.main.source_done.done();
             if self.leader && source_done {
-                self.shared.state.input_waiting.store(false, Ordering::Relaxed);
+                self.shared
+                    .state
+                    .input_waiting
+                    .store(false, Ordering::Relaxed);
             }
             self.poll_source(source_done);
+            self.heartbeat(source_done);
             self.broadcast_checkpoints();
             self.serve_control();
             self.feed_retraining();
@@ -242,7 +268,13 @@ impl Driver<'_> {
             let idle_done = self.cfg.once && (self.training == 0 || !self.leader);
             if source_done && (stopping || idle_done) {
                 self.retrain_in = None;
-                self.control_in = None;
+                if let Some(mut c) = self.control_in.take() {
+                    if self.cfg.processes > 1 && self.process_first {
+                        c.send(Broadcasted::Leaving {
+                            process: self.cfg.process,
+                        });
+                    }
+                }
                 self.reader = None;
             }
             if !active {
@@ -271,6 +303,55 @@ impl Driver<'_> {
                 tracing::error!(source = %self.source.describe(), "the source failed, stopping: {e}");
                 *lock(fatal) = Some(FatalError::Source(e));
                 self.stop_everything();
+            }
+        }
+    }
+
+    /// In a cluster (first worker of each process): a heartbeat to every process each
+    /// [`HEARTBEAT`], and a check that every other process was heard from within
+    /// [`PEER_TIMEOUT`]. A silent peer (its process hung, or the link cut without a reset,
+    /// which TCP may not notice for minutes) ends this process with an error naming it (exit
+    /// code 70), as a broken connection does ([`super::install_lost_peer_hook`]): the workers
+    /// could never finish the epochs that peer holds.
+    fn heartbeat(&mut self, source_done: bool) {
+        let processes = self.cfg.processes;
+        if processes <= 1 || !self.process_first {
+            return;
+        }
+        let Some(c) = self.control_in.as_mut() else {
+            return;
+        };
+        if self.last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+            c.send(Broadcasted::Heartbeat {
+                process: self.cfg.process,
+            });
+            let t = *c.time() + 1;
+            c.advance_to(t);
+            self.last_beat = Some(Instant::now());
+        }
+        if source_done {
+            return;
+        }
+        let heard = self.heard.borrow();
+        for p in (0..processes).filter(|p| *p != self.cfg.process && !heard.left.contains(p)) {
+            let since = heard.heard.get(&p).copied().unwrap_or(self.started);
+            if since.elapsed() > PEER_TIMEOUT {
+                let addr = self
+                    .cfg
+                    .addresses
+                    .get(p)
+                    .cloned()
+                    .unwrap_or_else(|| format!("127.0.0.1:{}", 2101 + p));
+                tracing::error!(process = self.cfg.process, lost_peer = p, peer_addr = %addr,
+                    "no heartbeat from a peer process; stopping this process");
+                eprintln!(
+                    "error: process {} lost its connection to process {p} ({addr}): no heartbeat for {:?}. \
+                     Stopping. Restart every process of the cluster: it resumes from the newest \
+                     checkpoint all of them have.",
+                    self.cfg.process,
+                    since.elapsed()
+                );
+                std::process::exit(70);
             }
         }
     }
@@ -463,6 +544,18 @@ fn train_and_register(
     Ok((model, req.ab_fraction))
 }
 
+/// How often the first worker of each process of a cluster sends a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A peer not heard from for this long is lost (the cluster cannot make progress without it).
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Heartbeats heard, by process, and the processes that said they are leaving (finished).
+#[derive(Debug, Default)]
+struct Liveness {
+    heard: BTreeMap<usize, Instant>,
+    left: BTreeSet<usize>,
+}
+
 /// A process's checkpoint epochs, for the resume agreement: (process, epochs).
 type EpochReport = (usize, Vec<u64>);
 
@@ -553,7 +646,10 @@ fn load_seen_set(
             Some(s)
         }
         Err(e) => {
-            fail(format!("cannot read the dedup seen-set logs in {}: {e}", dir.display()));
+            fail(format!(
+                "cannot read the dedup seen-set logs in {}: {e}",
+                dir.display()
+            ));
             Some(SeenSet::default())
         }
     }

@@ -22,10 +22,10 @@ use super::control::{feed_models, on_complete, ModelFeed};
 use super::{EngineConfig, FatalError, Shared};
 use crate::aggregate::{aggregate_decisions, AggregateLedger, Seed};
 use crate::checkpoint::{read_ledger, Checkpointer, Mirror, PositionLedger, ReadSummary};
-use complaintflow_operators::seen_log::{SeenLog, SeenSet};
 use crate::live::live_state;
 use crate::plugin::{EngineOutputs, Source, SourceContext};
 use crate::state::lock;
+use complaintflow_operators::seen_log::{SeenLog, SeenSet};
 
 /// What the driver keeps of the main dataflow.
 pub(crate) struct Main {
@@ -146,7 +146,8 @@ pub(crate) fn build_main(
                 Ok(a) => acks.extend(a),
                 Err(e) => {
                     tracing::error!(sink = %sink.describe(), "cannot start the sink: {e}");
-                    lock(fatal).get_or_insert(FatalError::Sink(format!("{}: {e}", sink.describe())));
+                    lock(fatal)
+                        .get_or_insert(FatalError::Sink(format!("{}: {e}", sink.describe())));
                     stop.store(true, Ordering::SeqCst);
                 }
             }
@@ -203,4 +204,3 @@ pub(crate) fn build_main(
     drop(seed_in);
     Main { feed, source_done }
 }
-

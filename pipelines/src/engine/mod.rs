@@ -878,8 +878,18 @@ pub(crate) struct Resume {
 pub(crate) enum Broadcasted {
     Stop,
     /// A checkpoint global worker 0 wrote (its JSON), for the other processes to keep too.
-    Checkpoint { epoch: u64, json: Vec<u8> },
+    Checkpoint {
+        epoch: u64,
+        json: Vec<u8>,
+    },
+    /// Process `process` is alive (sent every second by its first worker in a cluster).
+    Heartbeat {
+        process: usize,
+    },
+    /// Process `process` has finished its input and stops sending heartbeats.
+    Leaving {
+        process: usize,
+    },
 }
 
 pub(crate) type TrainResult = Result<(Model, Option<f64>), String>;
-
