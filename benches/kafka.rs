@@ -28,7 +28,6 @@
 //!    stays bounded and the achieved rate matches.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use complaintflow_operators::kafka::{
 };
 use complaintflow_pipelines::kafka::{KafkaSinkTopics, KafkaSinks, KafkaSource};
 use complaintflow_pipelines::{start, CheckpointConfig, EngineConfig, SourceSpec};
+use complaintflow_testkit::{tansu_bin as tansu, Broker};
 
 const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
 
@@ -50,12 +50,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-use complaintflow_testkit::{tansu_bin as tansu, Broker};
 
 /// CPU seconds (user + system) of a process so far, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
