@@ -211,20 +211,7 @@ fn ids_seen_before_a_kill_are_duplicates_after_the_restart() {
     // or will be read again after it; either way each must be decided once.
     let again = produce(dir, b, &["--resample", &N.to_string(), "--seed", "7"]);
     assert_eq!(again["acked"].as_u64(), Some(N as u64));
-    let out = dir.join("agg.json");
-    let e = engine(
-        dir,
-        "state",
-        b,
-        &[
-            "--until-idle",
-            "3s",
-            "--aggregates-out",
-            out.to_str().unwrap(),
-        ],
-    );
-    wait_ok(e, "the restarted engine");
-    let agg = read_aggregates(&out);
+    let agg = drain_with_aggregates(dir, "state", b, "the restarted engine");
     let products: i64 = agg["product"].values().map(|r| r.0).sum();
     assert_eq!(
         products as usize, N,

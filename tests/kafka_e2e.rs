@@ -387,20 +387,8 @@ fn sigterm_finishes_the_epoch_checkpoints_and_exits_0() {
     assert_eq!(read, counted, "every message read is counted, none more");
 
     // The restart reads the rest: every complaint predicted, counted once.
-    let out = dir.join("agg.json");
-    let e = engine(
-        dir,
-        "state",
-        b,
-        &[
-            "--until-idle",
-            "3s",
-            "--aggregates-out",
-            out.to_str().unwrap(),
-        ],
-    );
-    wait_ok(e, "the restarted engine");
-    let total: i64 = read_aggregates(&out)["product"].values().map(|r| r.0).sum();
+    let agg = drain_with_aggregates(dir, "state", b, "the restarted engine");
+    let total: i64 = agg["product"].values().map(|r| r.0).sum();
     assert_eq!(total, 20_000);
     let preds = consume(dir, b, "complaints-predictions");
     let (by_id, _) = by_key(&preds);

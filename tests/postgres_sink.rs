@@ -22,19 +22,7 @@ use complaintflow_pipelines::sinks::postgres::{Connector, PostgresConfig};
 mod engine;
 mod kafka_support;
 
-fn server() -> Option<String> {
-    match std::env::var("COMPLAINTFLOW_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("COMPLAINTFLOW_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "COMPLAINTFLOW_REQUIRE_POSTGRES=1 but COMPLAINTFLOW_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: COMPLAINTFLOW_POSTGRES_URL is not set (scripts/postgres-up.sh)");
-            None
-        }
-    }
-}
+use complaintflow_testkit::postgres_url as server;
 
 fn fresh_schema(url: &str, name: &str) -> (String, Client) {
     let schema = format!("cfe2e_{name}_{}", std::process::id());

@@ -214,3 +214,21 @@ impl Drop for Broker {
             .output();
     }
 }
+
+/// The PostgreSQL server of the tests: `COMPLAINTFLOW_POSTGRES_URL` (from
+/// `scripts/postgres-up.sh`; `.ci/run` sets it and `PGPASSWORD`), or `None` — the test is
+/// skipped, loudly — unless `COMPLAINTFLOW_REQUIRE_POSTGRES=1`, when a missing server fails.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("COMPLAINTFLOW_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("COMPLAINTFLOW_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "COMPLAINTFLOW_REQUIRE_POSTGRES=1 but COMPLAINTFLOW_POSTGRES_URL is not set: \
+                 start a server with scripts/postgres-up.sh and export its URL (and PGPASSWORD)"
+            );
+            eprintln!("skipped: COMPLAINTFLOW_POSTGRES_URL is not set (scripts/postgres-up.sh)");
+            None
+        }
+    }
+}

@@ -268,3 +268,22 @@ pub fn wait_for_checkpoint(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Runs the engine from Kafka until idle (3 s) with `--aggregates-out`, waits for success and
+/// returns the final aggregates.
+pub fn drain_with_aggregates(dir: &Path, state_dir: &str, broker: &str, what: &str) -> Aggregates {
+    let out = dir.join(format!("{state_dir}-agg.json"));
+    let e = engine(
+        dir,
+        state_dir,
+        broker,
+        &[
+            "--until-idle",
+            "3s",
+            "--aggregates-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    wait_ok(e, what);
+    read_aggregates(&out)
+}

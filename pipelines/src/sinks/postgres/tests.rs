@@ -21,20 +21,7 @@ use super::*;
 use crate::aggregate::AggregateChange;
 use crate::state::Dimension;
 
-fn server() -> Option<String> {
-    match std::env::var("COMPLAINTFLOW_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("COMPLAINTFLOW_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "COMPLAINTFLOW_REQUIRE_POSTGRES=1 but COMPLAINTFLOW_POSTGRES_URL is not set: \
-                 start a server with scripts/postgres-up.sh and export its URL (and PGPASSWORD)"
-            );
-            eprintln!("skipped: COMPLAINTFLOW_POSTGRES_URL is not set (scripts/postgres-up.sh)");
-            None
-        }
-    }
-}
+use complaintflow_testkit::postgres_url as server;
 
 /// A configuration on a fresh schema `cft_<name>_<pid>` and a client to inspect it.
 fn fresh(url: &str, name: &str) -> (PostgresConfig, Client) {
