@@ -90,19 +90,7 @@ fn losing_a_process_stops_the_cluster_and_a_restart_counts_each_complaint_once()
     let work = workdir();
     let dir = work.path();
     let b = broker.addr.as_str();
-    let summary = produce(
-        dir,
-        b,
-        &[
-            "--resample",
-            &n.to_string(),
-            "--seed",
-            "5",
-            "--rate",
-            "50000/min",
-        ],
-    );
-    assert_eq!(summary["acked"].as_u64(), Some(n as u64));
+    produce_resampled(dir, b, n, 5, &["--rate", "50000/min"]);
     copy_registry(dir, "state", "state0");
     copy_registry(dir, "state", "state1");
     let hosts = dir.join("hosts.txt");
@@ -200,8 +188,7 @@ fn ids_seen_before_a_kill_are_duplicates_after_the_restart() {
     let dir = work.path();
     let b = broker.addr.as_str();
     const N: usize = 20_000;
-    let first = produce(dir, b, &["--resample", &N.to_string(), "--seed", "7"]);
-    assert_eq!(first["acked"].as_u64(), Some(N as u64));
+    produce_resampled(dir, b, N, 7, &[]);
     let mut e = engine(dir, "state", b, &["--until-idle", "3s"]);
     wait_for_checkpoint(&mut [&mut e], &dir.join("state"), N / 2);
     e.kill().unwrap();
@@ -209,8 +196,7 @@ fn ids_seen_before_a_kill_are_duplicates_after_the_restart() {
     let (_, covered) = latest_checkpoint(&dir.join("state")).unwrap();
     // The same ids again (same seed): every one of them was admitted before the restart
     // or will be read again after it; either way each must be decided once.
-    let again = produce(dir, b, &["--resample", &N.to_string(), "--seed", "7"]);
-    assert_eq!(again["acked"].as_u64(), Some(N as u64));
+    produce_resampled(dir, b, N, 7, &[]);
     let agg = drain_with_aggregates(dir, "state", b, "the restarted engine");
     let products: i64 = agg["product"].values().map(|r| r.0).sum();
     assert_eq!(

@@ -187,8 +187,7 @@ fn kill_9_and_restart_loses_nothing_and_counts_nothing_twice() {
     let b = broker.addr.as_str();
     const N: usize = 100_000;
     // Synthetic load: resampled copies of the real sample with fresh ids.
-    let summary = produce(dir, b, &["--resample", &N.to_string(), "--seed", "3"]);
-    assert_eq!(summary["acked"].as_u64(), Some(N as u64));
+    produce_resampled(dir, b, N, 3, &[]);
 
     // The reference: one uninterrupted run (its own state directory, no Kafka outputs).
     copy_registry(dir, "state", "ref");

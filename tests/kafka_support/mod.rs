@@ -287,3 +287,13 @@ pub fn drain_with_aggregates(dir: &Path, state_dir: &str, broker: &str, what: &s
     wait_ok(e, what);
     read_aggregates(&out)
 }
+
+/// `complaintflow produce --resample N --seed SEED` (+ `extra`): N resampled copies of the
+/// bundled real sample with fresh ids; asserts that all N were acknowledged.
+pub fn produce_resampled(dir: &Path, broker: &str, n: usize, seed: u64, extra: &[&str]) {
+    let (n_s, seed_s) = (n.to_string(), seed.to_string());
+    let mut args = vec!["--resample", n_s.as_str(), "--seed", seed_s.as_str()];
+    args.extend_from_slice(extra);
+    let summary = produce(dir, broker, &args);
+    assert_eq!(summary["acked"].as_u64(), Some(n as u64), "{summary}");
+}
