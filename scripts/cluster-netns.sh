@@ -75,6 +75,13 @@ case "$cmd" in
     addr_of "$NAME" >/dev/null
     state=down; [ "$cmd" = heal ] && state=up
     ip -n "$hub" link set "$NAME-h" "$state"
+    if [ "$cmd" = heal ]; then
+      # While the link was down, ARP for the peers failed and the kernel remembers that
+      # (neighbour state FAILED: "No route to host" for a while). Forget it everywhere.
+      for ns in $(ip netns list | awk '{print $1}' | grep "^$PREFIX-" || true); do
+        ip -n "$ns" neigh flush all >/dev/null 2>&1 || true
+      done
+    fi
     ;;
   exec)
     [ -n "$NAME" ] || { echo "cluster-netns: exec needs a member name" >&2; exit 2; }

@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// File with one host:port per process (line i = process i) [default: 127.0.0.1:2101+i].
     #[arg(long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
+    /// In a cluster: how long to wait at start for every peer process to connect before
+    /// stopping with an error, e.g. `60s`.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::kafka::parse_duration)]
+    pub join_timeout: std::time::Duration,
     /// Longest an epoch stays open, ms (a heartbeat: the original `processingTime` trigger).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub trigger_ms: u64,

@@ -14,10 +14,10 @@ mod kafka_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_support::{by_key, read_aggregates, serial, workdir, Msg};
+use kafka_support::{by_key, ok, read_aggregates, serial, workdir, Msg};
 
 const N: usize = 20_000;
 
@@ -138,16 +138,6 @@ impl Drop for NsBroker {
 
 const BROKER: &str = "10.77.0.1:9092";
 
-fn ok(mut c: Command) -> Output {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn process(net: &Net, dir: &Path, i: usize, hosts: &Path, extra: &[&str]) -> Child {
     let mut c = net.bin(&format!("p{i}"), dir, &format!("state{i}"));
     c.args([
@@ -169,13 +159,22 @@ fn process(net: &Net, dir: &Path, i: usize, hosts: &Path, extra: &[&str]) -> Chi
     c.spawn().unwrap()
 }
 
-fn finish(mut c: Child) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        e.read_to_string(&mut err).unwrap();
-    }
-    (c.wait().unwrap(), err)
+/// Waits for both cluster processes at once (at most 3 minutes: a hung process is killed and
+/// fails the test with its log). Returns (status, stderr) of each.
+fn finish(p0: Child, p1: Child, when: &str) -> [(std::process::ExitStatus, String); 2] {
+    let limit = Duration::from_secs(180);
+    let h1 = std::thread::spawn(move || complaintflow_testkit::wait_within(p1, limit));
+    let e0 = complaintflow_testkit::wait_within(p0, limit);
+    let e1 = h1.join().unwrap();
+    assert!(
+        !e0.timed_out && !e1.timed_out,
+        "{when}: process 0 {}, process 1 {} after {limit:?}\n--- process 0:\n{}\n--- process 1:\n{}",
+        if e0.timed_out { "still running (killed)" } else { "ended" },
+        if e1.timed_out { "still running (killed)" } else { "ended" },
+        e0.stderr,
+        e1.stderr
+    );
+    [(e0.status, e0.stderr), (e1.status, e1.stderr)]
 }
 
 fn consume(net: &Net, dir: &Path, topic: &str) -> Vec<Msg> {
@@ -245,8 +244,7 @@ fn a_cut_link_stops_the_cluster_and_a_restart_counts_each_complaint_once() {
     kafka_support::wait_for_checkpoint(&mut [&mut p0, &mut p1], &dir.join("state0"), N / 10);
     net.link("cut", "p1");
     let cut_at = Instant::now();
-    let (s0, e0) = finish(p0);
-    let (s1, e1) = finish(p1);
+    let [(s0, e0), (s1, e1)] = finish(p0, p1, "after the cut");
     eprintln!(
         "both processes stopped {:?} after the cut ({s0}, {s1})",
         cut_at.elapsed()
@@ -271,8 +269,7 @@ fn a_cut_link_stops_the_cluster_and_a_restart_counts_each_complaint_once() {
         &["--aggregates-out", out.to_str().unwrap()],
     );
     let p1 = process(&net, dir, 1, &hosts, &[]);
-    let (s0, e0) = finish(p0);
-    let (s1, e1) = finish(p1);
+    let [(s0, e0), (s1, e1)] = finish(p0, p1, "after the restart");
     assert!(s0.success(), "restarted process 0: {e0}");
     assert!(s1.success(), "restarted process 1: {e1}");
 

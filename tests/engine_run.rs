@@ -117,11 +117,20 @@ fn run_once(dir: &Path, input: &Path, tag: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-fn wait_ok(mut c: Child) {
-    let status = c.wait().unwrap();
-    let mut err = String::new();
-    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.success(), "run failed: {err}");
+/// Waits (at most 10 minutes: a hung run is killed and fails with its log).
+fn wait_ok(c: Child) {
+    let end = complaintflow_testkit::wait_within(c, Duration::from_secs(600));
+    assert!(
+        end.status.success() && !end.timed_out,
+        "run failed ({}{}): {}",
+        end.status,
+        if end.timed_out {
+            ", killed after 600 s"
+        } else {
+            ""
+        },
+        end.stderr
+    );
 }
 
 fn free_port() -> u16 {
@@ -265,6 +274,46 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_cluster_process_whose_peer_never_starts_stops_with_an_error() {
+    let (tmp, input, _) = setup();
+    let dir = tmp.path();
+    let hosts = dir.join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let h = hosts.to_str().unwrap();
+    // Process 0 alone: process 1 never connects.
+    let p0 = run_once(
+        dir,
+        &input,
+        "alone",
+        &[
+            "--processes",
+            "2",
+            "--process",
+            "0",
+            "--hostfile",
+            h,
+            "--join-timeout",
+            "2s",
+        ],
+    );
+    let end = complaintflow_testkit::wait_within(p0, Duration::from_secs(120));
+    assert!(
+        !end.timed_out,
+        "process 0 still waiting after 120 s (killed)"
+    );
+    assert_eq!(end.status.code(), Some(70), "{}", end.stderr);
+    assert!(
+        end.stderr.contains("waited 2s for its peers") && end.stderr.contains("--join-timeout"),
+        "{}",
+        end.stderr
+    );
 }
 
 #[test]

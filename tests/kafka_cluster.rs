@@ -68,13 +68,12 @@ fn checkpoint_epochs(state: &Path) -> BTreeSet<u64> {
         .unwrap_or_default()
 }
 
-fn stderr_of(mut c: Child) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        e.read_to_string(&mut err).unwrap();
-    }
-    (c.wait().unwrap(), err)
+/// Exit status and stderr of a process (killed, and the test failed, after
+/// [`kafka_support::LIMIT`]).
+fn stderr_of(c: Child) -> (std::process::ExitStatus, String) {
+    let end = complaintflow_testkit::wait_within(c, kafka_support::LIMIT);
+    assert!(!end.timed_out, "still running (killed):\n{}", end.stderr);
+    (end.status, end.stderr)
 }
 
 #[test]

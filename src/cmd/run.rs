@@ -203,6 +203,7 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         processes: a.processes.max(1),
         process: a.process,
         addresses,
+        join_timeout: a.join_timeout,
         policy: SourcePolicy {
             max_records_per_epoch: a.max_records_per_epoch,
             trigger_interval: Duration::from_millis(a.trigger_ms.max(1)),

@@ -232,3 +232,84 @@ pub fn postgres_url() -> Option<String> {
         }
     }
 }
+
+/// How a child process ended under [`wait_within`].
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit status (after the kill, when it ran past the deadline).
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote to stdout (when stdout was piped).
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr (when stderr was piped).
+    pub stderr: String,
+    /// True when it was still running at the deadline and was killed.
+    pub timed_out: bool,
+}
+
+/// Waits for `child` at most `limit`, reading its piped stdout and stderr meanwhile; a child
+/// still running at the deadline is killed (SIGKILL), so a hung engine fails its test with its
+/// log instead of hanging the whole test run.
+pub fn wait_within(mut child: std::process::Child, limit: std::time::Duration) -> Ended {
+    fn drain<R: std::io::Read + Send + 'static>(
+        r: Option<R>,
+    ) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+        r.map(|mut r| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let t0 = std::time::Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if t0.elapsed() >= limit => {
+                timed_out = true;
+                let _ = child.kill();
+                match child.wait() {
+                    Ok(s) => break s,
+                    Err(e) => panic!("cannot reap a killed child: {e}"),
+                }
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => panic!("cannot wait for a child: {e}"),
+        }
+    };
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Ended {
+        status,
+        stdout: join(out),
+        stderr: String::from_utf8_lossy(&join(err)).into_owned(),
+        timed_out,
+    }
+}
+
+/// Runs `cmd` (stdout and stderr captured) for at most `limit`; panics, with its stderr, when
+/// it fails or runs past the deadline. Returns its stdout.
+pub fn run_within(mut cmd: Command, limit: std::time::Duration) -> Vec<u8> {
+    use std::process::Stdio;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let end = wait_within(child, limit);
+    assert!(
+        !end.timed_out && end.status.success(),
+        "{cmd:?} {}:\n{}",
+        if end.timed_out {
+            format!("still running after {limit:?} (killed)")
+        } else {
+            format!("failed ({})", end.status)
+        },
+        end.stderr
+    );
+    end.stdout
+}

@@ -34,16 +34,17 @@ pub fn bin(dir: &Path, state_dir: &str) -> Command {
     c
 }
 
-/// Runs a command to completion; panics with its stderr when it fails.
-pub fn ok(mut c: Command) -> Output {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Longest a test waits for one command or engine run before killing it.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs a command to completion (at most [`LIMIT`]); panics with its stderr when it fails.
+pub fn ok(c: Command) -> Output {
+    let stdout = complaintflow_testkit::run_within(c, LIMIT);
+    Output {
+        status: std::process::ExitStatus::default(),
+        stdout,
+        stderr: Vec::new(),
+    }
 }
 
 /// A temp dir with `fast.toml` and a promoted model (trained on the bundled sample) in
@@ -171,16 +172,22 @@ pub fn engine(dir: &Path, state_dir: &str, broker: &str, args: &[&str]) -> Child
         .unwrap()
 }
 
-/// Waits for a child; returns its stderr; panics when it failed.
-pub fn wait_ok(mut c: Child, what: &str) -> String {
-    use std::io::Read;
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        e.read_to_string(&mut err).unwrap();
-    }
-    let status = c.wait().unwrap();
-    assert!(status.success(), "{what} failed ({status}):\n{err}");
-    err
+/// Waits for a child (at most [`LIMIT`]: then it is killed); returns its stderr; panics when
+/// it failed.
+pub fn wait_ok(c: Child, what: &str) -> String {
+    let end = complaintflow_testkit::wait_within(c, LIMIT);
+    assert!(
+        !end.timed_out,
+        "{what} still running after {LIMIT:?} (killed):\n{}",
+        end.stderr
+    );
+    assert!(
+        end.status.success(),
+        "{what} failed ({}):\n{}",
+        end.status,
+        end.stderr
+    );
+    end.stderr
 }
 
 /// The newest checkpoint in `<state_dir>/checkpoints` (epoch, total next offsets), if any.

@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use complaintflow_datasets::replay::Rate;
 use complaintflow_datasets::{Format, ValidationOptions};
@@ -79,6 +80,10 @@ pub struct EngineConfig {
     /// `host:port` of every process, entry i = process i (a hostfile's lines). Empty
     /// (default): `127.0.0.1:2101+i`.
     pub addresses: Vec<String>,
+    /// In a cluster, how long this process waits for every peer to connect at start before it
+    /// stops with an error naming the cluster's addresses (timely itself would wait forever,
+    /// e.g. for a peer that failed to start). Default 60 s.
+    pub join_timeout: Duration,
     /// Epochs (`max_records_per_epoch`, `trigger_interval`), rate, read batch and file
     /// split of the source.
     pub policy: SourcePolicy,
@@ -123,6 +128,7 @@ impl EngineConfig {
             processes: 1,
             process: 0,
             addresses: Vec::new(),
+            join_timeout: Duration::from_secs(60),
             policy: SourcePolicy {
                 clock_epochs: true,
                 ..SourcePolicy::default()
@@ -744,10 +750,15 @@ fn launch(
     let fa = Arc::clone(&fatal);
     tracing::info!(source = %source.describe(), sinks = ?cfg.sinks, operators = ?cfg.operators,
         workers, processes = cfg.processes, process, resumed_from = ?resumed, "engine starting");
+    let joined = Arc::new(AtomicBool::new(false));
+    if cfg.processes > 1 {
+        watch_join(&cfg, Arc::clone(&joined))?;
+    }
     let thread = std::thread::Builder::new()
         .name("complaintflow-engine".into())
         .spawn(move || -> Result<(), EngineError> {
             let guards = timely::execute(config, move |worker| {
+                joined.store(true, Ordering::SeqCst);
                 let fresh = Arc::new(Resume::default());
                 let shared = Shared {
                     state: &st,
@@ -776,6 +787,43 @@ fn launch(
         fatal,
         resumed,
     })
+}
+
+/// Timely connects a cluster's processes before any worker starts and waits for missing peers
+/// forever. This watchdog turns a peer that never shows up (it failed to start, or its address
+/// is wrong or unreachable) into one clear error after `join_timeout`, and ends the process
+/// (exit code 70) as a lost peer does.
+fn watch_join(cfg: &EngineConfig, joined: Arc<AtomicBool>) -> Result<(), EngineError> {
+    let (me, n, limit) = (cfg.process, cfg.processes, cfg.join_timeout);
+    let addresses = if cfg.addresses.is_empty() {
+        "127.0.0.1:2101+i (the default)".to_string()
+    } else {
+        cfg.addresses.join(", ")
+    };
+    std::thread::Builder::new()
+        .name("complaintflow-join".into())
+        .spawn(move || {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < limit {
+                if joined.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if joined.load(Ordering::SeqCst) {
+                return;
+            }
+            tracing::error!(process = me, processes = n, waited_s = limit.as_secs_f64(),
+                "the cluster did not form: a peer process never connected; stopping this process");
+            eprintln!(
+                "error: process {me} of {n} waited {limit:?} for its peers to connect ({addresses}) and \
+                 stops. Start every process with the same --processes and hostfile, check that \
+                 the addresses are reachable, or raise --join-timeout."
+            );
+            std::process::exit(70);
+        })
+        .map(drop)
+        .map_err(|e| EngineError::Start(e.to_string()))
 }
 
 /// Reads every complete checkpoint of this process's state directory (when checkpoints and
