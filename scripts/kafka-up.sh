@@ -10,6 +10,12 @@
 #   --port N          listener port (default 9092)
 #   --host ADDR       listener address (default 127.0.0.1: loopback unless told otherwise;
 #                     scripts/cluster-netns.sh runs it on 10.77.0.1 in its own namespace)
+#   --maintenance D   tansu's periodic storage maintenance (retention, compaction, VACUUM
+#                     INTO) every D, e.g. 10m (default: off). tansu 0.6.0's own default is
+#                     10 minutes, and its first run on a busy SQLite store ends the storage
+#                     service (every later request fails with Storage(UnableToSend)), which
+#                     ended every soak at the 10-minute mark; a local test broker needs no
+#                     retention, so the default here is a year
 #
 # Installs tansu on first use (scripts/install-tansu.sh, ~9 minutes cold). Stop it with
 # scripts/kafka-down.sh --state-dir DIR. Users with a real Kafka cluster skip this and pass
@@ -19,6 +25,7 @@ set -euo pipefail
 STATE="./state/kafka"
 PORT=9092
 HOST=127.0.0.1
+MAINTENANCE=365days
 while [ $# -gt 0 ]; do
   case "$1" in
     --state-dir) STATE="$2"; shift 2 ;;
@@ -27,7 +34,8 @@ while [ $# -gt 0 ]; do
     --port=*) PORT="${1#*=}"; shift ;;
     --host) HOST="$2"; shift 2 ;;
     --host=*) HOST="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --maintenance) MAINTENANCE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka-up: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +68,7 @@ else
     CLUSTER_ID="complaintflow" nohup "$TANSU" broker \
       --listener-url "$BROKER" \
       --advertised-listener-url "$BROKER" \
-      --storage-engine "sqlite://tansu.db" \
+      --storage-engine "sqlite://tansu.db?maintenance_interval=$MAINTENANCE" \
       >>"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
   )

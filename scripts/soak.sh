@@ -8,7 +8,9 @@
 #
 # Writes OUT_DIR/rss.csv (seconds, rss_kb), OUT_DIR/latency.csv (minute, n, p50, p99, max),
 # OUT_DIR/summary.json and OUT_DIR/rss.svg. Uses target/release/complaintflow unless CF_BIN
-# says otherwise; the broker comes from scripts/kafka-up.sh on a free port.
+# says otherwise; the broker comes from scripts/kafka-up.sh on a free port. CF_SOAK_ENGINE_ARGS
+# adds flags to the engine (e.g. "--dedup-window 1000000", so the duplicate check's window
+# fills within the run and memory reaches its plateau).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:?rate, e.g. 10000/min}"; minutes="${2:?minutes}"; out="${3:?output dir}"
@@ -16,14 +18,23 @@ bin="$(realpath "${CF_BIN:-target/release/complaintflow}")"
 mkdir -p "$out"; out="$(realpath "$out")"
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-cleanup() { kill "${eng:-0}" "${prod:-0}" 2>/dev/null || true; bash scripts/kafka-down.sh --state-dir "$work/kafka" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+  kill "${eng:-0}" "${prod:-0}" 2>/dev/null || true
+  bash scripts/kafka-down.sh --state-dir "$work/kafka" >/dev/null 2>&1 || true
+  # The last lines of each log stay beside the figures (a failed run can be read afterwards).
+  mkdir -p "$out/logs"
+  for f in "$work/engine.log" "$work/produce.log" "$work/kafka/tansu.log"; do
+    [ -f "$f" ] && tail -n 200 "$f" > "$out/logs/$(basename "$f")"
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 broker="$(bash scripts/kafka-up.sh --state-dir "$work/kafka" --port "$port" | tail -n 1)"
 "$bin" --state-dir "$work/state" train --data datasets/data/complaints-sample.json --promote >/dev/null 2>&1
 data=../shared/datasets/cfpb/complaints-dev.json; [ -f "$data" ] || data=datasets/data/complaints-sample.json
 
 "$bin" --state-dir "$work/state" run --brokers "$broker" --source kafka:complaints-input \
-  --http-addr off --workers 2 2> "$work/engine.log" & eng=$!
+  --http-addr off --workers 2 ${CF_SOAK_ENGINE_ARGS:-} 2> "$work/engine.log" & eng=$!
 sleep 2
 "$bin" --state-dir "$work/state" produce --brokers "$broker" --file "$data" --loop --resample 100000000 \
   --rate "$rate" --duration "${minutes}m" --no-progress > "$work/produce.json" 2> "$work/produce.log" & prod=$!

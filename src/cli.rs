@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// stopping with an error, e.g. `60s`.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::kafka::parse_duration)]
     pub join_timeout: std::time::Duration,
+    /// Complaint ids the duplicate check remembers (the latest N admitted over the cluster;
+    /// memory about 20 bytes per id at most). A repeat of an id older than that is scored again.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dedup_window: u64,
     /// Longest an epoch stays open, ms (a heartbeat: the original `processingTime` trigger).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub trigger_ms: u64,

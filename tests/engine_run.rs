@@ -141,18 +141,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn one_worker_two_workers_and_two_processes_agree() {
-    let (tmp, input, n) = setup();
-    let dir = tmp.path();
-    wait_ok(run_once(dir, &input, "w1", &["--workers", "1"]));
-    wait_ok(run_once(dir, &input, "w2", &["--workers", "2"]));
+/// A hostfile of two free loopback ports in `dir`.
+fn hostfile(dir: &Path) -> PathBuf {
     let hosts = dir.join("hosts.txt");
     std::fs::write(
         &hosts,
         format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
     )
     .unwrap();
+    hosts
+}
+
+#[test]
+fn one_worker_two_workers_and_two_processes_agree() {
+    let (tmp, input, n) = setup();
+    let dir = tmp.path();
+    wait_ok(run_once(dir, &input, "w1", &["--workers", "1"]));
+    wait_ok(run_once(dir, &input, "w2", &["--workers", "2"]));
+    let hosts = hostfile(dir);
     let h = hosts.to_str().unwrap();
     let p0 = run_once(
         dir,
@@ -280,12 +286,7 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
 fn a_cluster_process_whose_peer_never_starts_stops_with_an_error() {
     let (tmp, input, _) = setup();
     let dir = tmp.path();
-    let hosts = dir.join("hosts.txt");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hosts = hostfile(dir);
     let h = hosts.to_str().unwrap();
     // Process 0 alone: process 1 never connects.
     let p0 = run_once(

@@ -445,6 +445,12 @@ impl TrainConfig {
                 )));
             }
         }
+        if !(self.gradient_tolerance.is_finite() && self.gradient_tolerance > 0.0) {
+            return Err(ModelError::Config(format!(
+                "gradient_tolerance = {}: a finite number above 0 (e.g. 1e-4)",
+                self.gradient_tolerance
+            )));
+        }
         if self.threads == 0 {
             return Err(ModelError::Config("threads = 0: at least 1".into()));
         }

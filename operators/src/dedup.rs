@@ -38,7 +38,7 @@ use crate::record::{DeadLetter, Parsed};
 use crate::stash::Stash;
 
 use crate::decide::AsEpoch;
-use crate::seen_log::{SeenLog, SeenSet};
+use crate::seen_log::{SeenLog, SeenWindow};
 
 /// `dedup_by_id`: the second and later complaints with the same id become dead letters.
 pub trait DedupById<'s, T: Timestamp + TotalOrder> {
@@ -49,16 +49,18 @@ pub trait DedupById<'s, T: Timestamp + TotalOrder> {
     /// that were read (re-serialized only for a duplicate that crossed processes). The kept
     /// records leave without their bytes ([`Parsed::raw`] emptied).
     ///
-    /// Memory: one `u64` per distinct id seen (≈ 16 MB per million ids, spread over workers).
-    /// See the [module example](self).
+    /// Memory: one `u64` per distinct id seen (≈ 10 MB per million ids, spread over workers),
+    /// without bound; [`dedup_by_id_logged`](DedupById::dedup_by_id_logged) takes a bounded
+    /// [`SeenWindow`]. See the [module example](self).
     fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>);
 
-    /// [`dedup_by_id`](DedupById::dedup_by_id) starting from the ids in `seen` and, with a
+    /// [`dedup_by_id`](DedupById::dedup_by_id) remembering ids in the window `seen` (bounded
+    /// memory: it forgets the oldest generation when the current one is full) and, with a
     /// `log`, appending every epoch's admitted ids to it before the epoch's output is released
     /// (a restart from a checkpoint loads them back: [`crate::seen_log`]).
     fn dedup_by_id_logged(
         self,
-        seen: SeenSet,
+        seen: SeenWindow,
         log: Option<SeenLog>,
     ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>)
     where
@@ -67,12 +69,16 @@ pub trait DedupById<'s, T: Timestamp + TotalOrder> {
 
 impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parsed>> {
     fn dedup_by_id(self) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
-        dedup(self, SeenSet::default(), None::<(SeenLog, fn(&T) -> u64)>)
+        dedup(
+            self,
+            SeenWindow::unbounded(),
+            None::<(SeenLog, fn(&T) -> u64)>,
+        )
     }
 
     fn dedup_by_id_logged(
         self,
-        seen: SeenSet,
+        seen: SeenWindow,
         log: Option<SeenLog>,
     ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>)
     where
@@ -84,7 +90,7 @@ impl<'s, T: Timestamp + TotalOrder> DedupById<'s, T> for Stream<'s, T, Vec<Parse
 
 fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
     stream: Stream<'s, T, Vec<Parsed>>,
-    mut seen: SeenSet,
+    mut seen: SeenWindow,
     mut log: Option<(SeenLog, E)>,
 ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
     let this = stream;
@@ -125,7 +131,7 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
                 let mut dup_session = dup.session(c1);
                 for mut p in recs {
                     let id = p.complaint.complaint_id.0;
-                    if seen.insert(id) {
+                    if seen.admit(id) {
                         if log.is_some() {
                             admitted.push(id);
                         }
@@ -136,10 +142,14 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
                     }
                 }
                 // The log holds the epoch before its output's capabilities drop.
+                let rotated = seen.end_epoch();
                 if let Some((l, epoch_of)) = log.as_mut() {
                     l.append(epoch_of(&t), &admitted);
                     admitted.clear();
                     let _ = l.flush();
+                    if let Some(g) = rotated {
+                        l.rotate(g);
+                    }
                 }
             }
         }
@@ -165,4 +175,55 @@ fn duplicate(p: Parsed) -> DeadLetter {
         message,
         Some(id.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::record::{Origin, RawInput};
+    use crate::ParseComplaints;
+    use complaintflow_datasets::ValidationOptions;
+    use timely::dataflow::operators::capture::Event;
+    use timely::dataflow::operators::{Capture, Input};
+
+    /// `ids` one per epoch through a window of generations of 2 ids; the ids kept.
+    fn kept(ids: &[u64], epochs: bool) -> Vec<u64> {
+        let ids = ids.to_vec();
+        let (ok, _dups) = timely::example(move |scope| {
+            let (mut raw, raw_stream) = scope.new_input::<Vec<RawInput>>();
+            let (parsed, _) = raw_stream.parse_complaints(&ValidationOptions::default());
+            let (ok, dups) = parsed.dedup_by_id_logged(SeenWindow::new(2), None);
+            for (i, id) in ids.iter().enumerate() {
+                raw.send(RawInput::new(
+                    format!(r#"{{"complaint_id":"{id}","date_received":"2020-01-02"}}"#)
+                        .into_bytes(),
+                    Origin::file("x", i as i64),
+                ));
+                if epochs {
+                    raw.advance_to(i as u64 + 1);
+                }
+            }
+            (ok.capture(), dups.capture())
+        });
+        let mut kept: Vec<(i64, u64)> = ok
+            .try_iter()
+            .flat_map(|e| match e {
+                Event::Messages(_, v) => v,
+                _ => Vec::new(),
+            })
+            .map(|p| (p.origin.offset, p.complaint.complaint_id.0))
+            .collect();
+        kept.sort();
+        kept.into_iter().map(|(_, id)| id).collect()
+    }
+
+    #[test]
+    fn a_bounded_window_forgets_old_ids_and_remembers_recent_ones() {
+        // One id per epoch, generations of 2: after 1 2 | 3 4 | 5, id 1 is forgotten (two
+        // rotations ago), id 3 is still in the previous generation.
+        assert_eq!(kept(&[1, 2, 3, 4, 5, 3, 1], true), [1, 2, 3, 4, 5, 1]);
+        // Within one epoch the window does not rotate: every repeat is a duplicate.
+        assert_eq!(kept(&[1, 2, 3, 4, 5, 3, 1], false), [1, 2, 3, 4, 5]);
+    }
 }

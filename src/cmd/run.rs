@@ -204,6 +204,7 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         process: a.process,
         addresses,
         join_timeout: a.join_timeout,
+        dedup_window: usize::try_from(a.dedup_window).unwrap_or(usize::MAX),
         policy: SourcePolicy {
             max_records_per_epoch: a.max_records_per_epoch,
             trigger_interval: Duration::from_millis(a.trigger_ms.max(1)),

@@ -5,7 +5,8 @@
 //!
 //! Case counts: each target runs its CI-sized default; `CF_FUZZ_CASES=N` runs N cases in every
 //! target, `CF_FUZZ_CASES_<TARGET>=N` (e.g. `CF_FUZZ_CASES_CONFIG`) one target only. The long
-//! run is the same tests in release mode with large counts (docs/SECURITY.md).
+//! run is the same tests in release mode with large counts and `CF_FUZZ_SEED=random`
+//! (docs/SECURITY.md); by default the seed is fixed, so CI sees the same inputs every run.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -46,13 +47,28 @@ pub fn cases(target: &str, default: u32) -> u32 {
 /// A proptest runner for `n` cases: no regression files in the tree, no forking, and
 /// shrinking kept short (a failure is reported with its minimal mutation list).
 pub fn runner(n: u32) -> TestRunner {
-    TestRunner::new(Config {
+    use proptest::test_runner::{RngAlgorithm, TestRng};
+    let config = Config {
         cases: n,
         failure_persistence: None,
         max_shrink_iters: 2048,
         max_global_rejects: n.saturating_mul(4),
         ..Config::default()
-    })
+    };
+    // The CI-sized runs are repeatable (a fixed seed: the same inputs on every machine, so a
+    // test run never fails on a case it did not see before); `CF_FUZZ_SEED=N` picks another
+    // seed and `CF_FUZZ_SEED=random` a fresh one per run (the long runs).
+    let seed = match std::env::var("CF_FUZZ_SEED").ok().as_deref().map(str::trim) {
+        Some("random") => return TestRunner::new(config),
+        Some(v) => v.parse::<u64>().unwrap_or_else(|_| panic!("CF_FUZZ_SEED={v}: a number or `random`")),
+        None => 0x00C0_FFEE,
+    };
+    eprintln!("fuzz seed {seed} (CF_FUZZ_SEED)");
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+    }
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
 /// Counts what a target saw: inputs, accepted, and rejections by typed kind.

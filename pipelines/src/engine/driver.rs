@@ -625,7 +625,7 @@ fn load_seen_set(
     shared: &Shared<'_>,
     process_first: bool,
     through: Option<u64>,
-) -> Option<SeenSet> {
+) -> Option<(SeenSet, u64)> {
     let dir = cfg.checkpoints.as_ref()?.seen_dir();
     let fail = |e: String| {
         tracing::error!("{e}");
@@ -639,18 +639,18 @@ fn load_seen_set(
     }
     shared.barrier.wait();
     match complaintflow_operators::seen_log::load(&dir) {
-        Ok(s) => {
+        Ok((s, generation)) => {
             if process_first && !s.is_empty() {
-                tracing::info!(ids = s.len(), dir = %dir.display(), "dedup seen-set loaded");
+                tracing::info!(ids = s.len(), generation, dir = %dir.display(), "dedup seen-set loaded");
             }
-            Some(s)
+            Some((s, generation))
         }
         Err(e) => {
             fail(format!(
                 "cannot read the dedup seen-set logs in {}: {e}",
                 dir.display()
             ));
-            Some(SeenSet::default())
+            Some((SeenSet::default(), 0))
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::checkpoint::{read_ledger, Checkpointer, Mirror, PositionLedger, ReadS
 use crate::live::live_state;
 use crate::plugin::{EngineOutputs, Source, SourceContext};
 use crate::state::lock;
-use complaintflow_operators::seen_log::{SeenLog, SeenSet};
+use complaintflow_operators::seen_log::{SeenLog, SeenSet, SeenWindow};
 
 /// What the driver keeps of the main dataflow.
 pub(crate) struct Main {
@@ -43,7 +43,7 @@ pub(crate) fn build_main(
     source: &Arc<dyn Source>,
     initial: &[ModelUpdate],
     shared: &Shared<'_>,
-    seen: Option<SeenSet>,
+    seen: Option<(SeenSet, u64)>,
     mirror: Option<Mirror>,
 ) -> Main {
     let Shared {
@@ -109,19 +109,24 @@ pub(crate) fn build_main(
                 }
             },
         );
-        // With checkpoints the seen-set is logged, so a restart does not re-admit ids.
-        let seen_log = cfg.checkpoints.as_ref().and_then(|c| {
-            SeenLog::open(&c.seen_dir(), scope.index())
-                .map_err(|e| {
-                    tracing::error!(dir = %c.seen_dir().display(),
-                        "cannot open the dedup seen-set log (a restart may re-admit ids): {e}");
-                })
-                .ok()
-        });
-        let (parsed, dups) = match seen {
-            Some(seen) => parsed.dedup_by_id_logged(seen, seen_log),
-            None => parsed.dedup_by_id(),
+        // The seen-set is a window of `dedup_window` ids over the cluster (two generations per
+        // worker); with checkpoints it is logged, so a restart does not re-admit ids.
+        let capacity = cfg.dedup_window.div_ceil(scope.peers().max(1)).max(1);
+        let (window, seen_log) = match seen {
+            Some((ids, generation)) => {
+                let log = cfg.checkpoints.as_ref().and_then(|c| {
+                    SeenLog::open(&c.seen_dir(), scope.index(), generation)
+                        .map_err(|e| {
+                            tracing::error!(dir = %c.seen_dir().display(),
+                                "cannot open the dedup seen-set log (a restart may re-admit ids): {e}");
+                        })
+                        .ok()
+                });
+                (SeenWindow::resumed(capacity, ids, generation), log)
+            }
+            None => (SeenWindow::new(capacity), None),
         };
+        let (parsed, dups) = parsed.dedup_by_id_logged(window, seen_log);
         let dead = dead.concat(dups);
         let mut decisions = parsed.score(models).decide(&cfg.decision);
         for op in &cfg.operators {

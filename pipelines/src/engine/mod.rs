@@ -84,6 +84,10 @@ pub struct EngineConfig {
     /// stops with an error naming the cluster's addresses (timely itself would wait forever,
     /// e.g. for a peer that failed to start). Default 60 s.
     pub join_timeout: Duration,
+    /// Ids the duplicate check remembers over the whole cluster: at least this many of the
+    /// latest admitted ids (per worker, its share in two generations; memory ≤ 2 × this ×
+    /// ≈ 10 bytes). A repeat of an older id is scored again. Default 10,000,000.
+    pub dedup_window: usize,
     /// Epochs (`max_records_per_epoch`, `trigger_interval`), rate, read batch and file
     /// split of the source.
     pub policy: SourcePolicy,
@@ -129,6 +133,7 @@ impl EngineConfig {
             process: 0,
             addresses: Vec::new(),
             join_timeout: Duration::from_secs(60),
+            dedup_window: 10_000_000,
             policy: SourcePolicy {
                 clock_epochs: true,
                 ..SourcePolicy::default()
