@@ -6,7 +6,9 @@
 //! parts), views it as each family, and scores N complaints RESAMPLED from FILE with fresh
 //! complaint ids (synthetic replication of real records, not new real data).
 //!
-//! `cargo run --release -p complaintflow-models --example score_cpu -- [FILE] [N]`
+//! `cargo run --release -p complaintflow-models --example score_cpu -- [FILE] [N] [FAMILIES]`
+//! (FAMILIES: comma-separated subset of `lr,gbdt,blend`, all by default; handy for profiling
+//! one family with `perf record`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -30,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "/work/shared/datasets/cfpb/complaints-dev.json".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    let families = args.next().unwrap_or_else(|| "lr,gbdt,blend".into());
     let real: Vec<_> = read_path(&path, Format::Auto, &ValidationOptions::default())?
         .filter_map(Result::ok)
         .collect();
@@ -47,6 +50,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         blend.pipeline.dim(),
         blend.lr_weight
     );
+    if let Some(t) = &blend.trees {
+        let mut used: Vec<u32> = t
+            .ensemble
+            .nodes
+            .iter()
+            .map(|n| n.feature)
+            .filter(|&f| f != complaintflow_models::gbdt::LEAF)
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let names: Vec<String> = used
+            .iter()
+            .map(|&f| {
+                t.encoder
+                    .column_name(f as usize, |k| blend.pipeline.feature_name(k))
+            })
+            .collect();
+        eprintln!(
+            "trees read {} of {} columns: {}",
+            used.len(),
+            t.encoder.width(),
+            names.join(", ")
+        );
+    }
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
     let data: Vec<_> = (0..n)
         .map(|i| {
@@ -66,6 +93,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     gbdt.family = ModelFamily::Gbdt;
     println!("family  records  on-CPU µs/complaint  wall µs/complaint");
     for (name, model) in [("lr", &lr), ("gbdt", &gbdt), ("blend", &blend)] {
+        if !families.split(',').any(|f| f.trim() == name) {
+            continue;
+        }
         let mut buf = SparseFeatures::new();
         // Warm-up pass (caches, stemmer tables).
         for c in data.iter().take(20_000) {

@@ -13,10 +13,13 @@
 //! - Outcome fields (`company_response`, `timely`, `consumer_disputed`,
 //!   `company_public_response`) are never read.
 //!
-//! Cost: the nine base fields are hashed once per complaint (crosses combine those hashes),
-//! then one table lookup and one `ln_1p` per field or cross (14); together with the tree walk
-//! this is what the served tree family adds to the pipeline's numeric block (2.9 µs on-CPU
-//! per complaint in all) (docs/MODELS.md, `examples/score_cpu.rs`).
+//! Cost: the nine base fields are hashed once per complaint (crosses combine those hashes;
+//! on the scoring path the text fields' keys come from a per-buffer memo), then one lookup of
+//! a precomputed `[te, freq]` pair per field or cross (14); together with the tree walk this
+//! is what the served tree family adds to the pipeline's numeric block (2.05 µs on-CPU per
+//! complaint in all) (docs/MODELS.md, `examples/score_cpu.rs`).
+
+use std::sync::OnceLock;
 
 use chrono::Datelike;
 use complaintflow_datasets::split::stable_hash;
@@ -166,7 +169,65 @@ struct Keys {
     year: u64,
 }
 
+/// Slots per field of a [`KeyCache`].
+const KEY_CACHE_SLOTS: usize = 256;
+
+/// A per-thread memo of [`key_of`] for the eight text fields: the level values repeat from
+/// complaint to complaint, and comparing a value with the cached copy is cheaper than
+/// FNV-hashing it byte by byte. Direct-mapped, keyed by the raw value (so the result is
+/// exactly `key_of` of it); a miss recomputes and overwrites the slot, reusing its
+/// capacity.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyCache {
+    slots: Vec<(String, u64)>,
+}
+
+impl KeyCache {
+    /// `key_of(v)` of field `field` (0..8).
+    #[inline]
+    fn key(&mut self, field: usize, v: Option<&str>) -> u64 {
+        let Some(s) = v else {
+            return key_of(None);
+        };
+        if self.slots.is_empty() {
+            self.slots = vec![(String::new(), MISSING); 8 * KEY_CACHE_SLOTS];
+        }
+        let b = s.as_bytes();
+        // A cheap spread of the length and the first and last bytes.
+        let mix = (b.len() as u64)
+            ^ u64::from(b.first().copied().unwrap_or(0)) << 8
+            ^ u64::from(b.get(b.len() / 2).copied().unwrap_or(0)) << 16
+            ^ u64::from(b.last().copied().unwrap_or(0)) << 24;
+        let slot = (crate::hash::fmix64(mix) as usize) % KEY_CACHE_SLOTS;
+        let Some(entry) = self.slots.get_mut(field * KEY_CACHE_SLOTS + slot) else {
+            return key_of(Some(s));
+        };
+        if entry.0 != s {
+            entry.0.clear();
+            entry.0.push_str(s);
+            entry.1 = key_of(Some(s));
+        }
+        entry.1
+    }
+}
+
 impl Keys {
+    /// [`Keys::of`] through a [`KeyCache`] (identical keys).
+    fn of_cached(c: &Complaint, cache: &mut KeyCache) -> Keys {
+        Keys {
+            product: cache.key(0, c.product.as_deref()),
+            sub_product: cache.key(1, c.sub_product.as_deref()),
+            issue: cache.key(2, c.issue.as_deref()),
+            sub_issue: cache.key(3, c.sub_issue.as_deref()),
+            state: key_of(c.state.map(|s| s.code())),
+            zip3: zip3(c),
+            via: cache.key(4, c.submitted_via.as_deref()),
+            company: cache.key(5, c.company.as_deref()),
+            consent: cache.key(6, c.consumer_consent_provided.as_deref()),
+            year: c.date_received.year() as u64,
+        }
+    }
+
     fn of(c: &Complaint) -> Keys {
         Keys {
             product: key_of(c.product.as_deref()),
@@ -235,6 +296,37 @@ pub struct TreeEncoder {
     pub smoothing: f64,
     /// One table per field, in column order.
     pub tables: Vec<FieldTable>,
+    /// `[te, freq]` of every level, derived from `tables` on first use (never serialized).
+    #[serde(skip)]
+    encoded: EncodedLevels,
+}
+
+/// The encoded `[te, freq]` pair of every level of one table, and of an unseen level.
+#[derive(Clone, Debug)]
+struct EncodedTable {
+    levels: IdMap<[f32; 2]>,
+    unseen: [f32; 2],
+}
+
+/// Lazily built [`EncodedTable`]s: a pure function of the encoder's other fields, so it
+/// takes no part in equality and is rebuilt (not stored) after loading.
+#[derive(Clone, Default)]
+struct EncodedLevels(OnceLock<Vec<EncodedTable>>);
+
+impl PartialEq for EncodedLevels {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EncodedLevels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "EncodedLevels(built)"
+        } else {
+            "EncodedLevels(pending)"
+        })
+    }
 }
 
 /// Era and flag columns after the numerics.
@@ -275,6 +367,23 @@ impl TreeEncoder {
         }
     }
 
+    /// The `[te, freq]` tables of every field, built on first use.
+    fn encoded(&self) -> &[EncodedTable] {
+        self.encoded.0.get_or_init(|| {
+            self.tables
+                .iter()
+                .map(|t| EncodedTable {
+                    levels: t
+                        .levels
+                        .iter()
+                        .map(|(&k, &s)| (k, self.encode_level(s)))
+                        .collect(),
+                    unseen: self.encode_level(LevelStats::default()),
+                })
+                .collect()
+        })
+    }
+
     fn encode_level(&self, s: LevelStats) -> [f32; 2] {
         let te = (f64::from(s.positives) + self.smoothing * self.prior)
             / (f64::from(s.count) + self.smoothing);
@@ -299,6 +408,63 @@ impl TreeEncoder {
     /// block of the same complaint.
     #[inline]
     pub fn encode(&self, c: &Complaint, numeric: &[f32], out: &mut Vec<f32>) {
+        self.encode_keys(c, Keys::of(c), numeric, out);
+    }
+
+    /// [`TreeEncoder::encode`] with the level keys memoized in `cache` (the scoring path).
+    #[inline]
+    pub(crate) fn encode_cached(
+        &self,
+        c: &Complaint,
+        numeric: &[f32],
+        out: &mut Vec<f32>,
+        cache: &mut KeyCache,
+    ) {
+        self.encode_keys(c, Keys::of_cached(c, cache), numeric, out);
+    }
+
+    #[inline]
+    fn encode_keys(&self, c: &Complaint, keys: Keys, numeric: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        let n = self.n_numeric as usize;
+        out.extend(numeric.iter().take(n).copied());
+        while out.len() < n {
+            out.push(0.0);
+        }
+        self.era(c, &keys, out);
+        let encoded = self.encoded();
+        // The precomputed pairs hold exactly `encode_level` of each level (one lookup, no
+        // division or logarithm); should `tables` have been edited after they were built,
+        // compute from the counts instead.
+        let fresh = encoded.len() == self.tables.len()
+            && encoded
+                .iter()
+                .zip(&self.tables)
+                .all(|(e, t)| e.levels.len() == t.levels.len());
+        if fresh {
+            for (t, e) in self.tables.iter().zip(encoded) {
+                let pair = e
+                    .levels
+                    .get(&keys.field(t.field))
+                    .copied()
+                    .unwrap_or(e.unseen);
+                out.extend(pair);
+            }
+        } else {
+            for t in &self.tables {
+                let s = t
+                    .levels
+                    .get(&keys.field(t.field))
+                    .copied()
+                    .unwrap_or_default();
+                out.extend(self.encode_level(s));
+            }
+        }
+    }
+
+    /// [`TreeEncoder::encode`] computing every pair from the level counts (the reference
+    /// the precomputed tables must agree with).
+    pub fn encode_uncached(&self, c: &Complaint, numeric: &[f32], out: &mut Vec<f32>) {
         out.clear();
         let n = self.n_numeric as usize;
         out.extend(numeric.iter().take(n).copied());
@@ -371,6 +537,7 @@ impl TreeEncoder {
             prior,
             smoothing,
             tables,
+            encoded: EncodedLevels::default(),
         };
         let w = enc.width();
         let mut x = Vec::with_capacity(n * w);
@@ -454,5 +621,51 @@ mod tests {
         assert!(f64::from(row[col]) > 0.25);
         enc.encode(&rows[1], &[], &mut row);
         assert!(f64::from(row[col]) < 0.25);
+    }
+
+    #[test]
+    fn memoized_keys_and_precomputed_pairs_equal_the_direct_computation() {
+        let d = chrono::NaiveDate::from_ymd_opt(2019, 1, 2).unwrap();
+        let rows: Vec<Complaint> = (0..3000)
+            .map(|i| {
+                let mut c = Complaint::minimal(i, d);
+                c.company = Some(format!("Company {}", i % 700));
+                c.product = Some(if i % 3 == 0 {
+                    " Mortgage ".into()
+                } else {
+                    "mortgage".into()
+                });
+                c.issue = match i % 4 {
+                    0 => None,
+                    1 => Some("N/A".into()),
+                    2 => Some(String::new()),
+                    _ => Some(format!("issue {}", i % 37)),
+                };
+                c.sub_issue = Some("x".repeat((i % 300) as usize));
+                c.zip_code = Some(format!("{:05}", i * 7));
+                c
+            })
+            .collect();
+        let refs: Vec<&Complaint> = rows.iter().collect();
+        let y: Vec<bool> = (0..3000).map(|i| i % 3 == 0).collect();
+        let (enc, _) = TreeEncoder::fit(&refs[..2000], &y[..2000], 0, 10.0, 3, |_| &[]);
+        let mut cache = KeyCache::default();
+        let (mut a, mut b, mut c2) = (Vec::new(), Vec::new(), Vec::new());
+        // Twice: cold and warm memo, unseen levels in the last third.
+        for _ in 0..2 {
+            for r in &rows {
+                let k1 = Keys::of(r);
+                let k2 = Keys::of_cached(r, &mut cache);
+                for f in TreeField::ALL {
+                    assert_eq!(k1.field(f), k2.field(f));
+                }
+                enc.encode(r, &[], &mut a);
+                enc.encode_cached(r, &[], &mut b, &mut cache);
+                enc.encode_uncached(r, &[], &mut c2);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&c2));
+                assert_eq!(bits(&b), bits(&c2));
+            }
+        }
     }
 }

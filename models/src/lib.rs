@@ -31,8 +31,8 @@
 //! Default `train` (served family `auto` → trees on both sets), hash test split:
 //! `complaints-dev.json` AUC **0.848** (sklearn LR 0.827, LightGBM 0.817, their blend 0.829),
 //! out-of-time 0.860, 9 s; extended dev set AUC **0.831** (baselines 0.785 / 0.805 / 0.811),
-//! out-of-time 0.630, 33 s. Scoring 2.4 µs (LR) / 2.9 µs (trees) on-CPU per complaint
-//! (`examples/score_cpu.rs`; the 2 µs target is not met by the trees).
+//! out-of-time 0.630, 33 s. Scoring 2.4 µs (LR) / 2.05 µs (trees) on-CPU per complaint
+//! (`examples/score_cpu.rs`; the 2 µs target is narrowly missed by the trees).
 #![warn(missing_docs)]
 
 pub mod calibrate;

@@ -6,8 +6,9 @@
 //! with `w = lr_weight` (1 for [`ModelFamily::Lr`], 0 for [`ModelFamily::Gbdt`], in between
 //! for [`ModelFamily::Blend`]); the result is a calibrated P(success) in [0, 1], thresholded by
 //! [`Model::predict`]. A part whose weight is 0 is not evaluated. Measured (release, one
-//! thread, cfpb dev set resampled, on-CPU time): LR 2.4 µs, trees 2.9 µs (numeric block only), blend
-//! 4.0 µs per complaint including featurization (`examples/score_cpu.rs`; criterion: `benches/featurize_score.rs`).
+//! thread, cfpb dev set resampled, on-CPU time): LR 2.4 µs, trees 2.05 µs (numeric block
+//! only), blend 3.1 µs per complaint including featurization (`examples/score_cpu.rs`;
+//! criterion: `benches/featurize_score.rs`).
 //!
 //! On disk a model is a directory with `pipeline.json`, `model.json` and `manifest.json`; the
 //! manifest records the schema version and the SHA-256 of the other two files, and
@@ -242,8 +243,8 @@ impl Model {
         if w != 1.0 {
             if let Some(t) = &self.trees {
                 let n = t.encoder.n_numeric as usize;
-                let (numeric, row) = buf.numeric_and_dense(n);
-                t.encoder.encode(c, numeric, row);
+                let (numeric, row, keys) = buf.numeric_and_dense(n);
+                t.encoder.encode_cached(c, numeric, row, keys);
                 z += (1.0 - w) * t.ensemble.margin(row);
             }
         }

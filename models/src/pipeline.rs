@@ -59,6 +59,8 @@ struct Scratch {
     numeric: Vec<f32>,
     /// The tree model's dense row.
     dense: Vec<f32>,
+    /// The tree encoder's memo of level keys.
+    keys: crate::encode::KeyCache,
 }
 
 impl SparseFeatures {
@@ -101,11 +103,18 @@ impl SparseFeatures {
         self.values.clear();
     }
 
-    /// The first `n` values (the numeric block, which starts every vector) and the dense-row
-    /// scratch of the tree model.
-    pub(crate) fn numeric_and_dense(&mut self, n: usize) -> (&[f32], &mut Vec<f32>) {
+    /// The first `n` values (the numeric block, which starts every vector), the dense-row
+    /// scratch of the tree model and its key memo.
+    pub(crate) fn numeric_and_dense(
+        &mut self,
+        n: usize,
+    ) -> (&[f32], &mut Vec<f32>, &mut crate::encode::KeyCache) {
         let n = n.min(self.values.len());
-        (&self.values[..n], &mut self.scratch.dense)
+        (
+            &self.values[..n],
+            &mut self.scratch.dense,
+            &mut self.scratch.keys,
+        )
     }
 
     /// The vector as a dense `Vec` of length `dim` (entries past `dim` are ignored).
@@ -348,7 +357,28 @@ fn needs_text_analysis(cfg: &FeatureConfig) -> bool {
 
 #[inline]
 fn ln1p(x: f64) -> f32 {
-    x.max(0.0).ln_1p() as f32
+    // `max(0)` sends negatives and NaN to 0, whose `ln_1p` is +0: skip the call for them
+    // (most counts of a complaint without a narrative are 0).
+    if x > 0.0 {
+        x.ln_1p() as f32
+    } else {
+        0.0
+    }
+}
+
+/// Counts below this take [`ln1p_count`]'s table.
+const LN1P_TABLE: usize = 4096;
+
+/// `ln1p(n as f64)` of a count: a table of exactly those values for small counts (built on
+/// first use with the same `ln_1p`, so bit-identical), the call above.
+#[inline]
+fn ln1p_count(n: u64) -> f32 {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..LN1P_TABLE).map(|k| ln1p(k as f64)).collect());
+    match usize::try_from(n).ok().and_then(|k| table.get(k)) {
+        Some(&v) => v,
+        None => ln1p(n as f64),
+    }
 }
 
 /// Raw (unstandardized) numeric features of a complaint, in column order.
@@ -357,24 +387,25 @@ fn raw_numeric(c: &Complaint, cfg: &FeatureConfig, s: &TextStats, out: &mut Vec<
     if cfg.text_stats {
         let present = c.narrative().is_some();
         out.push(if present { 1.0 } else { 0.0 });
-        out.push(ln1p(f64::from(s.chars)));
-        out.push(ln1p(f64::from(s.words)));
-        out.push(ln1p(f64::from(s.exclamations)));
+        out.push(ln1p_count(u64::from(s.chars)));
+        out.push(ln1p_count(u64::from(s.words)));
+        out.push(ln1p_count(u64::from(s.exclamations)));
         out.push(if s.letters > 0 {
             s.upper as f32 / s.letters as f32
         } else {
             0.0
         });
-        out.push(ln1p(f64::from(s.redactions)));
-        out.push(ln1p(f64::from(s.redacted_dates)));
-        out.push(ln1p(f64::from(s.money_count)));
+        out.push(ln1p_count(u64::from(s.redactions)));
+        out.push(ln1p_count(u64::from(s.redacted_dates)));
+        out.push(ln1p_count(u64::from(s.money_count)));
         out.push(ln1p(s.money_max));
     }
     if cfg.dates {
         match c.date_sent_to_company {
             Some(sent) => {
                 let d = (sent - c.date_received).num_days();
-                out.push(ln1p(d as f64));
+                // Negative day counts map to 0 like `ln1p` does.
+                out.push(u64::try_from(d).map_or(0.0, ln1p_count));
                 out.push(0.0);
                 out.push(if d < 0 { 1.0 } else { 0.0 });
                 out.push(if d == 0 { 1.0 } else { 0.0 });
@@ -410,9 +441,9 @@ fn raw_numeric(c: &Complaint, cfg: &FeatureConfig, s: &TextStats, out: &mut Vec<
         ] {
             out.push(flag(k));
         }
-        out.push(ln1p(f64::from(e[Entity::LegalThreat as usize])));
-        out.push(ln1p(f64::from(e[Entity::DateMention as usize])));
-        out.push(ln1p(f64::from(e[Entity::MoneyWord as usize])));
+        out.push(ln1p_count(u64::from(e[Entity::LegalThreat as usize])));
+        out.push(ln1p_count(u64::from(e[Entity::DateMention as usize])));
+        out.push(ln1p_count(u64::from(e[Entity::MoneyWord as usize])));
     }
 }
 
@@ -715,7 +746,13 @@ impl FittedPipeline {
         *stats = TextStats::default();
         if needs_text_analysis(cfg) {
             if let Some(narrative) = c.narrative() {
-                let opts = analyze_opts(cfg, false);
+                // No n-grams: the statistics do not depend on them, and without terms the
+                // analyzer neither stems nor consults its stem cache.
+                let opts = AnalyzeOpts {
+                    terms: false,
+                    bigrams: false,
+                    ..analyze_opts(cfg, false)
+                };
                 analyze(narrative, opts, text_scratch, stats, |_, _| {});
             }
         }
@@ -995,5 +1032,24 @@ impl FittedPipeline {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_table_holds_exactly_ln1p() {
+        for n in (0..LN1P_TABLE as u64 + 10).chain([1 << 20, u64::from(u32::MAX)]) {
+            assert_eq!(ln1p_count(n).to_bits(), ln1p(n as f64).to_bits(), "{n}");
+        }
+        for x in [0.0, -0.0, -3.0, f64::NAN, 0.5, 12.25] {
+            assert_eq!(
+                ln1p(x).to_bits(),
+                (x.max(0.0).ln_1p() as f32).to_bits(),
+                "{x}"
+            );
+        }
     }
 }

@@ -58,7 +58,9 @@ pub(crate) struct TextScratch {
     /// Display name of the current term (names mode).
     pub name: String,
     prev_name: String,
+    /// The last tokens' hashes, circular: the newest at `ring_head`.
     ring: [u64; MAX_PHRASE],
+    ring_head: usize,
     ring_len: usize,
     negation_ring: [bool; 3],
 }
@@ -80,6 +82,7 @@ impl Default for TextScratch {
             name: String::new(),
             prev_name: String::new(),
             ring: [0; MAX_PHRASE],
+            ring_head: 0,
             ring_len: 0,
             negation_ring: [false; 3],
         }
@@ -182,10 +185,13 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
 
     let bytes = text.as_bytes();
     let len = bytes.len();
+    // Characters, kept in a register (a per-byte increment of `stats.chars` in memory is a
+    // store-to-load chain); stored at the end.
+    let mut chars = 0u32;
     let mut i = 0usize;
     while i < len {
         let b = bytes[i];
-        stats.chars += 1;
+        chars += 1;
         if b < 0x80 {
             if CLASS[b as usize] & ALNUM == 0 {
                 if b == b'!' {
@@ -196,7 +202,7 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
                         if amount > stats.money_max {
                             stats.money_max = amount;
                         }
-                        stats.chars += (used + 1) as u32;
+                        chars += (used + 1) as u32;
                         i += 2 + used;
                         continue;
                     }
@@ -216,66 +222,16 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
         }
         // A token: alphanumeric run, apostrophes between alphanumerics are skipped.
         let start = i;
-        scratch.lower.clear();
-        let mut h = FNV_OFFSET;
-        let mut all_x = true;
-        let mut all_digit = true;
-        let mut n_chars = 0u32;
-        let mut letters = 0u32;
-        let mut upper = 0u32;
-        let mut j = i;
-        while j < len {
-            let bj = bytes[j];
-            if bj < 0x80 {
-                let cls = CLASS[bj as usize];
-                if cls & ALNUM != 0 {
-                    n_chars += 1;
-                    all_x &= bj == b'X';
-                    if cls & DIGIT == 0 {
-                        all_digit = false;
-                        letters += 1;
-                        upper += u32::from(cls & UPPER != 0);
-                    }
-                    let lb = bj.to_ascii_lowercase();
-                    scratch.lower.push(lb);
-                    h = (h ^ u64::from(lb)).wrapping_mul(FNV_PRIME);
-                    j += 1;
-                } else if bj == b'\'' && n_chars > 0 && alnum_at(text, j + 1) {
-                    j += 1;
-                } else {
-                    break;
-                }
-                continue;
-            }
-            let Some(c) = text.get(j..).and_then(|s| s.chars().next()) else {
-                break;
-            };
-            let l = c.len_utf8();
-            if c.is_alphanumeric() {
-                n_chars += 1;
-                all_x = false;
-                all_digit = false;
-                if c.is_alphabetic() {
-                    letters += 1;
-                    if c.is_uppercase() {
-                        upper += 1;
-                    }
-                }
-                let mut buf = [0u8; 4];
-                for lc in c.to_lowercase() {
-                    for &lb in lc.encode_utf8(&mut buf).as_bytes() {
-                        scratch.lower.push(lb);
-                        h = (h ^ u64::from(lb)).wrapping_mul(FNV_PRIME);
-                    }
-                }
-                j += l;
-            } else if c == '\u{2019}' && n_chars > 0 && alnum_at(text, j + l) {
-                j += l;
-            } else {
-                break;
-            }
-        }
-        stats.chars += n_chars.saturating_sub(1);
+        let Token {
+            end: j,
+            h,
+            n_chars,
+            letters,
+            upper,
+            all_x,
+            all_digit,
+        } = scan_token(text, start);
+        chars += n_chars.saturating_sub(1);
         i = j;
 
         if all_x && n_chars >= 2 {
@@ -313,13 +269,16 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
             push_ring(scratch, h);
             continue;
         }
-        let (stem_hash, info) = if opts.names {
+        let (stem_hash, info) = if opts.names || !opts.terms {
+            // No stem needed (names mode stems below; without terms nothing reads it): the
+            // lexicon alone, which is what the cache would hold besides the stem.
             (0, lex.words.get(&h).copied().unwrap_or_default())
         } else if let Some(&hit) = scratch.cache.get(&h) {
             hit
         } else {
             // Miss: stem (this may allocate) and remember both, whatever the options. The
             // buffer holds the UTF-8 of whole lowercase characters.
+            lowercase_token(text.get(start..j).unwrap_or_default(), &mut scratch.lower);
             let lower = std::str::from_utf8(&scratch.lower).unwrap_or_default();
             let entry = (
                 fnv1a64(scratch.stemmer.stem(lower).as_bytes()),
@@ -367,6 +326,7 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
             continue;
         }
         let term = if opts.names {
+            lowercase_token(text.get(start..j).unwrap_or_default(), &mut scratch.lower);
             let lower = std::str::from_utf8(&scratch.lower).unwrap_or_default();
             scratch.name.clear();
             if opts.stemming {
@@ -402,14 +362,174 @@ pub(crate) fn analyze<F: FnMut(u64, Option<&str>)>(
         }
         prev_term = Some(term);
     }
+    stats.chars = chars;
     stats.entities[Entity::DateMention as usize] += stats.redacted_dates;
     stats.entities[Entity::MoneyWord as usize] += stats.money_count;
 }
 
+/// One token found by [`scan_token`].
+struct Token {
+    /// Byte offset just past it.
+    end: usize,
+    /// FNV-1a of its lowercase UTF-8 bytes.
+    h: u64,
+    n_chars: u32,
+    letters: u32,
+    upper: u32,
+    all_x: bool,
+    all_digit: bool,
+}
+
+/// Per ASCII byte: `letter | upper << 32` (added to a packed counter).
+const fn ascii_letter_upper() -> [u64; 128] {
+    let mut t = [0u64; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_uppercase() {
+            1 | 1 << 32
+        } else if c.is_ascii_lowercase() {
+            1
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+}
+
+static LETTER_UPPER: [u64; 128] = ascii_letter_upper();
+
+/// ASCII lowercase of each ASCII byte.
+const fn ascii_lower() -> [u8; 128] {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    t
+}
+
+static LOWER: [u8; 128] = ascii_lower();
+
+/// Scans the token starting at byte `start` of `text` (an alphanumeric character):
+/// the maximal run of alphanumerics, apostrophes (`'`, `’`) between them skipped.
+/// The ASCII loop keeps its few counters in registers and updates them without branches;
+/// other characters go through [`scan_non_ascii`].
+#[inline(always)]
+fn scan_token(text: &str, start: usize) -> Token {
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    let mut t = Scan {
+        h: FNV_OFFSET,
+        n_chars: 0,
+        non_ascii: 0,
+        letters_u: 0,
+        upper_u: 0,
+    };
+    // ASCII letters | ASCII uppercase << 32.
+    let mut letter_upper = 0u64;
+    let mut n_x = 0u32;
+    let mut j = start;
+    while j < len {
+        let bj = bytes[j];
+        if bj < 0x80 {
+            let k = bj as usize;
+            if CLASS[k] & ALNUM != 0 {
+                t.n_chars += 1;
+                letter_upper += LETTER_UPPER[k];
+                n_x += u32::from(bj == b'X');
+                t.h = (t.h ^ u64::from(LOWER[k])).wrapping_mul(FNV_PRIME);
+                j += 1;
+            } else if bj == b'\'' && t.n_chars > 0 && alnum_at(text, j + 1) {
+                j += 1;
+            } else {
+                break;
+            }
+            continue;
+        }
+        match scan_non_ascii(text, j, &mut t) {
+            Some(next) => j = next,
+            None => break,
+        }
+    }
+    let ascii_letters = letter_upper as u32;
+    Token {
+        end: j,
+        h: t.h,
+        n_chars: t.n_chars,
+        letters: ascii_letters.wrapping_add(t.letters_u),
+        upper: ((letter_upper >> 32) as u32).wrapping_add(t.upper_u),
+        // Every alphanumeric is an ASCII `X` / an ASCII digit.
+        all_x: n_x == t.n_chars,
+        all_digit: ascii_letters == 0 && t.non_ascii == 0,
+    }
+}
+
+/// The state [`scan_non_ascii`] updates.
+struct Scan {
+    h: u64,
+    n_chars: u32,
+    /// Non-ASCII alphanumerics.
+    non_ascii: u32,
+    /// Non-ASCII letters and uppercase letters.
+    letters_u: u32,
+    upper_u: u32,
+}
+
+/// One non-ASCII character at byte `j` of a token: `Some(next byte)` when it continues the
+/// token, `None` when it ends it.
+#[cold]
+#[inline(never)]
+fn scan_non_ascii(text: &str, j: usize, t: &mut Scan) -> Option<usize> {
+    let c = text.get(j..).and_then(|s| s.chars().next())?;
+    let l = c.len_utf8();
+    if c.is_alphanumeric() {
+        t.n_chars += 1;
+        t.non_ascii += 1;
+        if c.is_alphabetic() {
+            t.letters_u += 1;
+            if c.is_uppercase() {
+                t.upper_u += 1;
+            }
+        }
+        let mut buf = [0u8; 4];
+        for lc in c.to_lowercase() {
+            for &lb in lc.encode_utf8(&mut buf).as_bytes() {
+                t.h = (t.h ^ u64::from(lb)).wrapping_mul(FNV_PRIME);
+            }
+        }
+        Some(j + l)
+    } else if c == '\u{2019}' && t.n_chars > 0 && alnum_at(text, j + l) {
+        Some(j + l)
+    } else {
+        None
+    }
+}
+
+/// The lowercase UTF-8 bytes the tokenizer hashed for the token spanning `token` (its
+/// alphanumeric characters lowercased; the apostrophes inside it dropped).
+fn lowercase_token(token: &str, out: &mut Vec<u8>) {
+    out.clear();
+    let mut buf = [0u8; 4];
+    for c in token.chars() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase() as u8);
+            }
+        } else if c.is_alphanumeric() {
+            for lc in c.to_lowercase() {
+                out.extend_from_slice(lc.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+}
+
 #[inline]
 fn push_ring(scratch: &mut TextScratch, h: u64) {
-    scratch.ring.copy_within(0..MAX_PHRASE - 1, 1);
-    scratch.ring[0] = h;
+    scratch.ring_head = (scratch.ring_head + 1) % MAX_PHRASE;
+    scratch.ring[scratch.ring_head] = h;
     scratch.ring_len = (scratch.ring_len + 1).min(MAX_PHRASE);
 }
 
@@ -418,7 +538,11 @@ fn match_phrases(lex: &Lexicon, scratch: &TextScratch, stats: &mut TextStats) {
     for n in 2..=scratch.ring_len {
         let mut h = 0u64;
         for k in (0..n).rev() {
-            h = combine(h, scratch.ring[k]);
+            // The k-th newest token.
+            h = combine(
+                h,
+                scratch.ring[(scratch.ring_head + MAX_PHRASE - k) % MAX_PHRASE],
+            );
         }
         if let Some(e) = lex.phrases.get(&h) {
             stats.entities[*e as usize] += 1;
@@ -851,6 +975,13 @@ mod tests {
                 bigrams: false,
                 sentiment: false,
                 entities: false,
+                ..all
+            },
+            // The numeric-only analysis of the tree family (no stems, no cache).
+            AnalyzeOpts {
+                names: false,
+                terms: false,
+                bigrams: false,
                 ..all
             },
         ];

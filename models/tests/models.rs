@@ -209,6 +209,48 @@ fn assert_same_scores(a: &Model, b: &Model, rows: &[Complaint]) {
     }
 }
 
+/// The hot scoring path (numeric-only narrative analysis without stems, precomputed
+/// `[te, freq]` pairs, memoized level keys, compiled trees walked side by side) against the
+/// straightforward computation (full transform, encoding from the level counts, one tree
+/// after the other), bit for bit, on every dev complaint in two orders through one
+/// long-lived buffer (cold and warm caches), for the trees and the blend.
+#[test]
+fn fast_scoring_path_is_bit_identical_to_the_reference_computation() {
+    let all = dev();
+    let blend = outcome_of(&all[..2500], FamilyChoice::Blend).model;
+    for family in [ModelFamily::Gbdt, ModelFamily::Blend] {
+        let mut m = blend.clone();
+        m.family = family;
+        let t = m.trees.clone().unwrap();
+        let w = if family == ModelFamily::Gbdt {
+            0.0
+        } else {
+            m.lr_weight
+        };
+        let (mut buf, mut full, mut row) =
+            (SparseFeatures::new(), SparseFeatures::new(), Vec::new());
+        for c in all.iter().chain(all.iter().rev()) {
+            let p = m.score(c, &mut buf);
+            m.pipeline.transform(c, &mut full);
+            let n = (t.encoder.n_numeric as usize).min(full.len());
+            t.encoder.encode_uncached(c, &full.values()[..n], &mut row);
+            let trees = t.ensemble.margin_sequential(&row);
+            assert_eq!(t.ensemble.margin(&row).to_bits(), trees.to_bits());
+            let mut z = 0.0;
+            if w != 0.0 {
+                z += w * m.margin(&full);
+            }
+            z += (1.0 - w) * trees;
+            assert_eq!(
+                p.to_bits(),
+                m.calibration.apply(z).to_bits(),
+                "{family} complaint {}",
+                c.complaint_id
+            );
+        }
+    }
+}
+
 #[test]
 fn registry_and_bincode_round_trip_every_family() {
     let rows: Vec<Complaint> = dev().into_iter().take(2500).collect();

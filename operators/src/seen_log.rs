@@ -111,7 +111,13 @@ impl SeenWindow {
         if self.current.len() < self.capacity {
             return None;
         }
-        self.previous = std::mem::take(&mut self.current);
+        // Free the forgotten generation first, then allocate the next one at the size the
+        // full one reached: the allocator reuses the freed block and the table never grows by
+        // doubling again, so resident memory stays put from one generation to the next.
+        let size = self.current.len();
+        self.previous = SeenSet::default();
+        let next = SeenSet::with_capacity_and_hasher(size, Default::default());
+        self.previous = std::mem::replace(&mut self.current, next);
         self.generation += 1;
         Some(self.generation)
     }

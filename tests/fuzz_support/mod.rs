@@ -60,13 +60,17 @@ pub fn runner(n: u32) -> TestRunner {
     // seed and `CF_FUZZ_SEED=random` a fresh one per run (the long runs).
     let seed = match std::env::var("CF_FUZZ_SEED").ok().as_deref().map(str::trim) {
         Some("random") => return TestRunner::new(config),
-        Some(v) => v.parse::<u64>().unwrap_or_else(|_| panic!("CF_FUZZ_SEED={v}: a number or `random`")),
+        Some(v) => v
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("CF_FUZZ_SEED={v}: a number or `random`")),
         None => 0x00C0_FFEE,
     };
     eprintln!("fuzz seed {seed} (CF_FUZZ_SEED)");
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+        chunk.copy_from_slice(
+            &(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes(),
+        );
     }
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
