@@ -540,13 +540,7 @@ fn communication(cfg: &EngineConfig, workers: usize) -> Result<CommunicationConf
             cfg.processes - 1
         )));
     }
-    let addresses = if cfg.addresses.is_empty() {
-        (0..cfg.processes)
-            .map(|i| format!("127.0.0.1:{}", 2101 + i))
-            .collect()
-    } else {
-        cfg.addresses.clone()
-    };
+    let addresses = cluster_addresses(cfg);
     if addresses.len() != cfg.processes {
         return Err(EngineError::Config(format!(
             "the host list has {} addresses but there are {} processes: give one host:port per process",
@@ -562,6 +556,17 @@ fn communication(cfg: &EngineConfig, workers: usize) -> Result<CommunicationConf
         report: false,
         zerocopy: false,
     })
+}
+
+/// `host:port` of every process: the configured list, or `127.0.0.1:2101+i`.
+fn cluster_addresses(cfg: &EngineConfig) -> Vec<String> {
+    if cfg.addresses.is_empty() {
+        (0..cfg.processes)
+            .map(|i| format!("127.0.0.1:{}", 2101 + i))
+            .collect()
+    } else {
+        cfg.addresses.clone()
+    }
 }
 
 /// In a cluster, a peer process that dies (or whose link is cut) makes timely's network
@@ -800,18 +805,14 @@ fn launch(
 /// (exit code 70) as a lost peer does.
 fn watch_join(cfg: &EngineConfig, joined: Arc<AtomicBool>) -> Result<(), EngineError> {
     let (me, n, limit) = (cfg.process, cfg.processes, cfg.join_timeout);
-    let addresses = if cfg.addresses.is_empty() {
-        "127.0.0.1:2101+i (the default)".to_string()
-    } else {
-        cfg.addresses.join(", ")
-    };
+    let addresses = cluster_addresses(cfg).join(", ");
     std::thread::Builder::new()
         .name("complaintflow-join".into())
         .spawn(move || {
             let t0 = std::time::Instant::now();
-            while t0.elapsed() < limit {
-                if joined.load(Ordering::SeqCst) {
-                    return;
+            while !joined.load(Ordering::SeqCst) {
+                if t0.elapsed() >= limit {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
