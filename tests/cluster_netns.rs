@@ -189,8 +189,7 @@ fn consume(net: &Net, dir: &Path, topic: &str) -> Vec<Msg> {
         "--until-idle",
         "3s",
     ]);
-    let out = ok(c);
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&ok(c))
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -232,7 +231,7 @@ fn a_cut_link_stops_the_cluster_and_a_restart_counts_each_complaint_once() {
         "--seed",
         "9",
     ]);
-    let summary: serde_json::Value = serde_json::from_slice(&ok(c).stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&ok(c)).unwrap();
     assert_eq!(summary["acked"].as_u64(), Some(N as u64));
     kafka_support::copy_registry(dir, "state", "state0");
     kafka_support::copy_registry(dir, "state", "state1");

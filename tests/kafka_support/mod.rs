@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 /// The Kafka tests run one at a time (each has a broker and an engine; the machine has 2
@@ -38,13 +38,9 @@ pub fn bin(dir: &Path, state_dir: &str) -> Command {
 pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs a command to completion (at most [`LIMIT`]); panics with its stderr when it fails.
-pub fn ok(c: Command) -> Output {
-    let stdout = complaintflow_testkit::run_within(c, LIMIT);
-    Output {
-        status: std::process::ExitStatus::default(),
-        stdout,
-        stderr: Vec::new(),
-    }
+/// Returns its stdout.
+pub fn ok(c: Command) -> Vec<u8> {
+    complaintflow_testkit::run_within(c, LIMIT)
 }
 
 /// A temp dir with `fast.toml` and a promoted model (trained on the bundled sample) in
@@ -89,8 +85,7 @@ pub fn produce(dir: &Path, broker: &str, args: &[&str]) -> serde_json::Value {
     let mut c = bin(dir, "state");
     c.args(["produce", "--brokers", broker, "--no-progress"])
         .args(args);
-    let out = ok(c);
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&ok(c)).unwrap()
 }
 
 /// `complaintflow produce` in the background.
@@ -119,8 +114,7 @@ pub fn consume(dir: &Path, broker: &str, topic: &str) -> Vec<Msg> {
     let mut c = bin(dir, "state");
     c.args(["consume", "--brokers", broker, "--topic", topic])
         .args(["--from-beginning", "--until-idle", "3s"]);
-    let out = ok(c);
-    String::from_utf8(out.stdout)
+    String::from_utf8(ok(c))
         .unwrap()
         .lines()
         .map(|l| {
