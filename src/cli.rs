@@ -103,6 +103,14 @@ pub struct RunArgs {
     /// them) to this JSON file.
     #[arg(long, value_name = "PATH")]
     pub aggregates_out: Option<PathBuf>,
+    /// Outcome records, joined with the predictions by complaint id for the live quality
+    /// metrics (`/api/model/quality`): `file:PATH` or `kafka:TOPIC`. Any complaint file is
+    /// also an outcomes file.
+    #[arg(long, value_name = "SOURCE")]
+    pub outcomes: Option<String>,
+    /// Score with this registry version only (no A/B candidates) instead of production.
+    #[arg(long, value_name = "VERSION")]
+    pub model: Option<String>,
     /// HTTP API address HOST:PORT, or `off` [default: [http] addr = 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<String>,
@@ -206,6 +214,15 @@ pub enum QueryCommand {
     },
     /// Registered and serving model versions.
     Models {
+        #[command(flatten)]
+        engine: EngineAddr,
+    },
+    /// Live model quality per version (predictions joined with outcomes, `run --outcomes`):
+    /// labelled, AUC, PR-AUC, precision, recall, F1, calibration, the monitoring action.
+    Quality {
+        /// Print the JSON answer (with the metrics per product, month and ingest hour).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         engine: EngineAddr,
     },

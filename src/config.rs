@@ -40,6 +40,9 @@ pub struct Config {
     /// The PostgreSQL sink of `run --sink postgres://…`.
     #[serde(default)]
     pub postgres: complaintflow_pipelines::sinks::postgres::PostgresConfig,
+    /// Live model quality of `run --outcomes`: action thresholds, the closed retraining loop.
+    #[serde(default)]
+    pub monitoring: complaintflow_pipelines::quality::MonitoringConfig,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             dashboard: crate::http::DashboardConfig::default(),
             alerts: crate::http::AlertsConfig::default(),
             postgres: complaintflow_pipelines::sinks::postgres::PostgresConfig::default(),
+            monitoring: complaintflow_pipelines::quality::MonitoringConfig::default(),
         }
     }
 }
@@ -339,6 +343,10 @@ pub fn validate(config: &Config) -> Result<()> {
         .train
         .validate()
         .map_err(|e| anyhow::anyhow!("[train]: {e}"))?;
+    config
+        .monitoring
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 

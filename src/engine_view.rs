@@ -471,6 +471,10 @@ impl EngineView for LiveView {
         self.client.state().dataflow.snapshot()
     }
 
+    fn quality(&self) -> crate::http::view::QualityReport {
+        self.client.state().quality_report()
+    }
+
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError> {
         let format_name = req.format.clone().unwrap_or_else(|| "auto".to_string());
         let format: Format = format_name

@@ -17,7 +17,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{CompanyResponse, Complaint, YesNo};
+use crate::schema::{CompanyResponse, Complaint, ComplaintId, YesNo};
+
+/// What an outcome record says about a complaint: its id and the response fields, which
+/// arrive days after the complaint (`In progress` first, closed later, a dispute later still).
+/// Read by [`crate::parse::parse_outcome_record`]; labelled by [`LabelPolicy::outcome_label`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The complaint it is about.
+    pub complaint_id: ComplaintId,
+    /// Company response to consumer.
+    pub company_response: Option<CompanyResponse>,
+    /// Timely response?
+    pub timely: Option<YesNo>,
+    /// Consumer disputed?
+    pub consumer_disputed: Option<YesNo>,
+}
 
 /// Which company responses count as a successful resolution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,11 +58,37 @@ impl LabelPolicy {
     /// (other closed responses, untimely, `timely = No`, `consumer_disputed = Yes`), `None` when
     /// no final outcome is known yet (`In progress` or missing response).
     pub fn label(self, c: &Complaint) -> Option<bool> {
-        let response = c.company_response.as_ref()?;
+        self.label_of(c.company_response.as_ref(), c.timely, c.consumer_disputed)
+    }
+
+    /// The label of an [`Outcome`] (an outcome record: the response fields alone).
+    ///
+    /// ```
+    /// use complaintflow_datasets::label::{LabelPolicy, Outcome};
+    /// use complaintflow_datasets::{CompanyResponse, ComplaintId, YesNo};
+    /// let mut o = Outcome { complaint_id: ComplaintId(1), company_response: Some(CompanyResponse::InProgress),
+    ///                       timely: Some(YesNo::Yes), consumer_disputed: None };
+    /// assert_eq!(LabelPolicy::Relief.outcome_label(&o), None);
+    /// o.company_response = Some(CompanyResponse::ClosedWithMonetaryRelief);
+    /// assert_eq!(LabelPolicy::Relief.outcome_label(&o), Some(true));
+    /// o.consumer_disputed = Some(YesNo::Yes); // a dispute recorded later
+    /// assert_eq!(LabelPolicy::Relief.outcome_label(&o), Some(false));
+    /// ```
+    pub fn outcome_label(self, o: &Outcome) -> Option<bool> {
+        self.label_of(o.company_response.as_ref(), o.timely, o.consumer_disputed)
+    }
+
+    fn label_of(
+        self,
+        response: Option<&CompanyResponse>,
+        timely: Option<YesNo>,
+        disputed: Option<YesNo>,
+    ) -> Option<bool> {
+        let response = response?;
         if response.is_pending() {
             return None;
         }
-        if c.timely == Some(YesNo::No) || c.consumer_disputed == Some(YesNo::Yes) {
+        if timely == Some(YesNo::No) || disputed == Some(YesNo::Yes) {
             return Some(false);
         }
         let success_response = match self {
@@ -56,7 +97,7 @@ impl LabelPolicy {
                 response.is_relief() || *response == CompanyResponse::ClosedWithExplanation
             }
         };
-        Some(success_response && c.timely == Some(YesNo::Yes))
+        Some(success_response && timely == Some(YesNo::Yes))
     }
 }
 

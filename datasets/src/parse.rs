@@ -324,6 +324,58 @@ pub fn parse_json_record(bytes: &[u8], opts: &ValidationOptions) -> Result<Compl
     convert(raw, opts)
 }
 
+/// Reads ONE outcome record (a JSON object with `complaint_id` and any of
+/// `company_response`, `timely`, `consumer_disputed`, under any accepted field name). Every
+/// complaint record is also an outcome record (its other fields are not checked); a record
+/// without any response field is an error, since it says nothing about an outcome.
+///
+/// ```
+/// use complaintflow_datasets::parse::{parse_outcome_record, ValidationOptions};
+/// use complaintflow_datasets::YesNo;
+/// let o = parse_outcome_record(br#"{"Complaint ID":"7","Company response to consumer":"Closed","Consumer disputed?":"Yes"}"#,
+///                              &ValidationOptions::default()).unwrap();
+/// assert_eq!((o.complaint_id.0, o.consumer_disputed), (7, Some(YesNo::Yes)));
+/// let e = parse_outcome_record(br#"{"complaint_id":"7"}"#, &ValidationOptions::default()).unwrap_err();
+/// assert_eq!(e.kind.as_str(), "missing_field");
+/// ```
+pub fn parse_outcome_record(
+    bytes: &[u8],
+    opts: &ValidationOptions,
+) -> Result<crate::label::Outcome, RecordError> {
+    if bytes.len() > opts.max_record_bytes {
+        return Err(RecordError::new(
+            ErrorKind::RecordTooLarge,
+            format!(
+                "outcome record is {} bytes, more than max_record_bytes = {}",
+                bytes.len(),
+                opts.max_record_bytes
+            ),
+        ));
+    }
+    let mut raw: RawFields<'_> = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    let id = complaint_id(take(&mut raw, f::COMPLAINT_ID))?;
+    let with_id = |e: RecordError| e.with_id(id.to_string());
+    let response = text_field(f::COMPANY_RESPONSE, take(&mut raw, f::COMPANY_RESPONSE))
+        .map_err(with_id)?
+        .as_deref()
+        .and_then(CompanyResponse::parse);
+    let timely = yes_no(f::TIMELY, take(&mut raw, f::TIMELY)).map_err(with_id)?;
+    let consumer_disputed = yes_no(f::DISPUTED, take(&mut raw, f::DISPUTED)).map_err(with_id)?;
+    if response.is_none() && timely.is_none() && consumer_disputed.is_none() {
+        return Err(with_id(RecordError::new(
+            ErrorKind::MissingField,
+            "outcome record has none of `company_response`, `timely`, `consumer_disputed`"
+                .to_string(),
+        )));
+    }
+    Ok(crate::label::Outcome {
+        complaint_id: id,
+        company_response: response,
+        timely,
+        consumer_disputed,
+    })
+}
+
 /// Maps a serde_json error to a record error.
 pub(crate) fn json_error(e: &serde_json::Error) -> RecordError {
     use serde_json::error::Category;

@@ -19,6 +19,7 @@
 //! |---|---|
 //! | [`record`] | the records between operators: [`RawInput`], [`Parsed`], [`Prediction`], [`DeadLetter`] |
 //! | [`parse`] | [`ParseComplaints`]: bytes → complaints, typed dead letters |
+//! | [`outcome`] | [`ParseOutcomes`](outcome::ParseOutcomes): outcome records → labels, typed dead letters |
 //! | [`dedup`] | [`DedupById`]: repeated ids → dead letters with the original bytes |
 //! | [`featurize`] | [`Featurize`]: complaints → sparse features |
 //! | [`score`] | [`Score`] with [`ModelUpdate`] / [`ModelRole`]: model stream, A/B split |
@@ -69,6 +70,7 @@ pub mod dedup;
 pub mod featurize;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod outcome;
 pub mod parse;
 pub mod publish;
 pub mod rate_limit;
@@ -103,6 +105,7 @@ pub mod prelude {
     pub use crate::decide::{AsEpoch, Decide};
     pub use crate::dedup::DedupById;
     pub use crate::featurize::{Features, Featurize};
+    pub use crate::outcome::{LabelledOutcome, ParseOutcomes};
     pub use crate::parse::ParseComplaints;
     pub use crate::publish::{Publish, Published, SharedDecision};
     pub use crate::rate_limit::RateLimit;

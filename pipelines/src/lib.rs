@@ -33,6 +33,7 @@ pub mod kafka;
 pub mod live;
 pub mod plugin;
 pub mod plugins;
+pub mod quality;
 pub mod sinks;
 pub mod sources;
 pub mod state;

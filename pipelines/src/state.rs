@@ -143,6 +143,13 @@ pub struct EngineState {
     /// Per-operator records, batches and busy time of this process's workers, from timely's
     /// logging ([`crate::introspect::install`] on every worker); `/api/dataflow` reads it.
     pub dataflow: crate::introspect::DataflowStats,
+    /// Labelled counts of the predictions joined with outcomes (`run --outcomes`), on
+    /// process 0; [`quality`](Self::quality_report) computes the metrics.
+    pub quality: Mutex<crate::quality::QualityLedger>,
+    /// Whether the engine reads outcomes.
+    pub quality_enabled: bool,
+    /// The monitoring thresholds (`[monitoring]`).
+    pub monitoring: crate::quality::MonitoringConfig,
 }
 
 impl EngineState {
@@ -181,7 +188,21 @@ impl EngineState {
             processes: 1,
             started: Instant::now(),
             dataflow: crate::introspect::DataflowStats::new(),
+            quality: Mutex::new(crate::quality::QualityLedger::default()),
+            quality_enabled: false,
+            monitoring: crate::quality::MonitoringConfig::default(),
         }
+    }
+
+    /// Live model quality per version, with the monitoring actions (`/api/model/quality`).
+    ///
+    /// ```
+    /// let s = complaintflow_pipelines::EngineState::new(10);
+    /// let r = s.quality_report();
+    /// assert!(!r.enabled && r.versions.is_empty());
+    /// ```
+    pub fn quality_report(&self) -> crate::quality::QualityReport {
+        lock(&self.quality).report(&self.monitoring, self.quality_enabled)
     }
 
     /// Counters now.

@@ -119,8 +119,72 @@ pub fn query(q: QueryCommand, config: &Config) -> Result<ExitCode> {
                 );
             }
         }
+        QueryCommand::Quality { json, engine } => {
+            let v = get(&format!("{}/api/model/quality", base(&engine, config)))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let q: crate::http::view::QualityReport =
+                serde_json::from_value(v).context("unexpected quality answer")?;
+            print_quality(&q)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_quality(q: &crate::http::view::QualityReport) -> Result<()> {
+    if !q.enabled {
+        outln!(
+            "the engine reads no outcomes: start it with `run --outcomes file:PATH | kafka:TOPIC`"
+        );
+        return Ok(());
+    }
+    let as_of = q.as_of.map_or("no epoch complete yet".to_string(), |e| {
+        format!("as of epoch {e}")
+    });
+    outln!(
+        "model quality ({as_of}; {} outcome records read, {} label changes)",
+        q.outcomes_read,
+        q.label_changes
+    );
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    outln!(
+        "{:<10} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>8} {:>7}  action",
+        "version",
+        "labelled",
+        "positive",
+        "auc",
+        "pr_auc",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "ece"
+    );
+    for (v, m) in &q.versions {
+        let o = &m.overall;
+        outln!(
+            "{:<10} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>8} {:>7}  {}{} ({})",
+            v,
+            o.labelled,
+            o.positives,
+            f(o.auc),
+            f(o.pr_auc),
+            f(o.precision),
+            f(o.recall),
+            f(o.f1),
+            f(o.accuracy),
+            f(o.ece),
+            m.action,
+            m.priority
+                .as_deref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default(),
+            m.reason
+        );
+    }
+    Ok(())
 }
 
 fn print_table(a: &AggregateAnswer) -> Result<()> {

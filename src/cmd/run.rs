@@ -140,7 +140,15 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         postgres: config.postgres.clone(),
         registry_dir: Some(config.registry_dir()),
     };
-    let model = production_model(&registry, config, default_job)?;
+    let model = match &a.model {
+        Some(v) => registry.load_model(v).with_context(|| {
+            format!(
+                "--model {v}: no such version in {} (list them with `complaintflow models list`)",
+                registry.dir().display()
+            )
+        })?,
+        None => production_model(&registry, config, default_job)?,
+    };
     // The default job replays the part of the bundled sample the model did not train on.
     if default_job {
         let out = config.state_dir.join("sample-replay.jsonl");
@@ -151,6 +159,18 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         .source(&source_uri, &env)
         .map_err(|e| anyhow::anyhow!(e))?;
     source.check().map_err(|e| anyhow::anyhow!(e))?;
+    let outcomes = match &a.outcomes {
+        Some(uri) => {
+            let o = ext
+                .table
+                .source(uri, &env)
+                .map_err(|e| anyhow::anyhow!("--outcomes: {e}"))?;
+            o.check()
+                .map_err(|e| anyhow::anyhow!("--outcomes {uri}: {e}"))?;
+            Some(o)
+        }
+        None => None,
+    };
     // Sinks: the `--sink` URIs; with a Kafka source and no `--sink`, the predictions topic.
     let sink_uris: Vec<String> = if a.sink.is_empty() {
         if on_kafka {
@@ -228,6 +248,9 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
             cp.interval = Duration::from_millis(a.checkpoint_ms.max(1));
             cp
         }),
+        outcomes,
+        label_policy: model.label_policy,
+        monitoring: config.monitoring.clone(),
     };
     let source_desc = source.describe();
     let (pred, dl) = (cfg.predictions_path.clone(), cfg.dead_letters_path.clone());
@@ -339,6 +362,13 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
                 ))
             })
             .collect::<Result<_>>()?;
+        let mut all = all;
+        if a.outcomes.is_some() {
+            all.insert(
+                "model_accuracy".into(),
+                model_accuracy(&state.quality_report()),
+            );
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&all)?)
             .with_context(|| format!("cannot write --aggregates-out {}", path.display()))?;
     }
@@ -360,6 +390,27 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `model_accuracy` of `--aggregates-out`: per version `{labelled, positives, auc, pr_auc,
+/// precision, recall, f1, accuracy, ece, action, priority}`.
+fn model_accuracy(r: &complaintflow_pipelines::quality::QualityReport) -> serde_json::Value {
+    r.versions
+        .iter()
+        .map(|(v, q)| {
+            let m = &q.overall;
+            (
+                v.clone(),
+                serde_json::json!({
+                    "labelled": m.labelled, "positives": m.positives, "auc": m.auc,
+                    "pr_auc": m.pr_auc, "precision": m.precision, "recall": m.recall,
+                    "f1": m.f1, "accuracy": m.accuracy, "ece": m.ece,
+                    "action": q.action, "priority": q.priority,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// `kafka:TOPIC`, `none`, or a bare topic name, as a topic.

@@ -19,6 +19,7 @@
 //! | `GET /api/alerts` | [`AlertsView`] |
 //! | `GET /api/ui-config` | [`UiConfig`] |
 //! | `GET /api/dataflow` | [`DataflowView`]: operators (records, batches, busy time, rates) and channels, from timely's logging |
+//! | `GET /api/model/quality` | [`QualityReport`](view::QualityReport): live quality per model version (`run --outcomes`), with the monitoring action |
 //! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics when `Accept` asks for it ([`prom`]) |
 //! | `POST /api/retrain` | body [`RetrainRequest`]; 202 + [`RetrainTicket`], 400 bad request, 403 path outside the data directories, 409 busy |
 //!
@@ -213,6 +214,7 @@ pub fn app(view: Arc<dyn EngineView>, cfg: HttpUiConfig) -> (Router, Arc<Monitor
         .route("/api/alerts", get(alerts_json))
         .route("/api/ui-config", get(ui_config))
         .route("/api/dataflow", get(dataflow))
+        .route("/api/model/quality", get(quality))
         .route("/api/retrain", post(retrain))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -509,6 +511,10 @@ async fn dataflow(State(s): State<AppState>) -> Json<DataflowView> {
     Json(s.view.dataflow())
 }
 
+async fn quality(State(s): State<AppState>) -> Json<view::QualityReport> {
+    Json(s.view.quality())
+}
+
 async fn series(State(s): State<AppState>) -> Json<SeriesView> {
     Json(s.monitor.series())
 }
@@ -652,6 +658,7 @@ async fn prometheus(State(s): State<AppState>, headers: axum::http::HeaderMap) -
         as_of: s.view.aggregates(Dimension::Product, Some(0)).as_of,
         alerts: s.monitor.firing(),
         psi: s.monitor.last_psi(),
+        quality: s.view.quality(),
     };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     match prom::encode(scrape) {

@@ -26,6 +26,9 @@
 //! | `complaintflow_model_score` | histogram | `version` |
 //! | `complaintflow_model_traffic_share` | gauge | `version` |
 //! | `complaintflow_score_psi` | gauge (absent until enough scores) | |
+//! | `complaintflow_model_labelled_total` | counter | `version` (with `run --outcomes`) |
+//! | `complaintflow_model_quality` | gauge | `version`, `metric` (`auc`, `pr_auc`, `precision`, `recall`, `f1`, `accuracy`, `ece`) |
+//! | `complaintflow_model_action` | gauge 1 | `version`, `action` (`MONITOR`, `RETRAIN`, `INVESTIGATE`) |
 //! | `complaintflow_alerts_active` | gauge 0/1 | `alert` |
 //! | `complaintflow_aggregates_as_of_epoch` | gauge (absent before the first epoch) | |
 //! | `complaintflow_uptime_seconds` | gauge | |
@@ -106,6 +109,8 @@ pub struct Scrape {
     pub alerts: Vec<(AlertName, bool)>,
     /// Latest PSI.
     pub psi: Option<f64>,
+    /// Live model quality (empty without outcomes).
+    pub quality: super::view::QualityReport,
 }
 
 impl Collector for Scrape {
@@ -226,6 +231,55 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             ConstGauge::new(psi).encode(e)?;
+        }
+
+        if self.quality.enabled {
+            let q = &self.quality.versions;
+            let mut fam = enc.encode_descriptor(
+                "complaintflow_model_labelled",
+                "Predictions joined with a final outcome, by model version.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (v, m) in q {
+                ConstCounter::new(m.overall.labelled)
+                    .encode(fam.encode_family(&[("version", v.as_str())])?)?;
+            }
+            let mut fam = enc.encode_descriptor(
+                "complaintflow_model_quality",
+                "Live quality of a model version against the outcomes joined so far.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (v, m) in q {
+                let o = &m.overall;
+                for (name, value) in [
+                    ("auc", o.auc),
+                    ("pr_auc", o.pr_auc),
+                    ("precision", o.precision),
+                    ("recall", o.recall),
+                    ("f1", o.f1),
+                    ("accuracy", o.accuracy),
+                    ("ece", o.ece),
+                ] {
+                    if let Some(x) = value {
+                        ConstGauge::new(x).encode(
+                            fam.encode_family(&[("version", v.as_str()), ("metric", name)])?,
+                        )?;
+                    }
+                }
+            }
+            let mut fam = enc.encode_descriptor(
+                "complaintflow_model_action",
+                "The monitoring action of a model version (1 on its current action).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (v, m) in q {
+                ConstGauge::new(1i64).encode(
+                    fam.encode_family(&[("version", v.as_str()), ("action", m.action.as_str())])?,
+                )?;
+            }
         }
 
         let mut fam = enc.encode_descriptor(

@@ -26,6 +26,7 @@ pub use complaintflow_pipelines::contract::{
     UnknownDimension, EPOCH_LATENCY_BOUNDS, SCORE_BINS,
 };
 pub use complaintflow_pipelines::introspect::{DataflowEdge, DataflowOperator, DataflowView};
+pub use complaintflow_pipelines::quality::{QualityMetrics, QualityReport, VersionQuality};
 
 /// The engine as the HTTP layer sees it. Every method is cheap and non-blocking enough to be
 /// called from an async handler (it reads shared state behind short locks; it never waits for
@@ -66,6 +67,13 @@ pub trait EngineView: Send + Sync + 'static {
     /// without a dataflow, such as a test double).
     fn dataflow(&self) -> DataflowView {
         DataflowView::default()
+    }
+
+    /// Live model quality per version: predictions joined with outcomes, metrics per scope,
+    /// the monitoring action (`GET /api/model/quality`). The default is a disabled report
+    /// (an engine that reads no outcomes).
+    fn quality(&self) -> QualityReport {
+        QualityReport::default()
     }
 }
 

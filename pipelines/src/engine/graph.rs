@@ -24,6 +24,7 @@ use crate::aggregate::{aggregate_decisions, AggregateLedger, Seed};
 use crate::checkpoint::{read_ledger, Checkpointer, Mirror, PositionLedger, ReadSummary};
 use crate::live::live_state;
 use crate::plugin::{EngineOutputs, Source, SourceContext};
+use crate::quality::quality_branch;
 use crate::state::lock;
 use complaintflow_operators::seen_log::{SeenLog, SeenSet, SeenWindow};
 
@@ -133,10 +134,27 @@ pub(crate) fn build_main(
             decisions = op.build(scope, decisions);
         }
         let published = decisions.publish();
-
-        let mut acks = live_state(published.clone(), dead.clone(), state);
+        let mut dead = dead;
+        let mut acks = Vec::new();
         acks.push(read_ack);
         acks.push(parsed_ack);
+        if let Some(o) = &cfg.outcomes {
+            // Outcomes: their own source, back-pressured by the quality branch's progress
+            // (not by the decisions'), and left out of the completion acknowledgements: a
+            // checkpoint never waits for outcomes.
+            let quality_done = ProbeHandle::new();
+            let octx = SourceContext {
+                progress: quality_done.clone(),
+                start_offsets: Default::default(),
+                ..ctx.clone()
+            };
+            let (labels, bad) = o
+                .build(scope, &octx)
+                .parse_outcomes(&cfg.validation, cfg.label_policy);
+            dead = dead.concat(bad);
+            quality_branch(published.clone(), labels, state).probe_with(&quality_done);
+        }
+        acks.extend(live_state(published.clone(), dead.clone(), state));
         let seeds = scope.input_from(&mut seed_in);
         let (changes, view_ack) =
             aggregate_decisions(published.clone(), Some(seeds), state, &agg_ledger);

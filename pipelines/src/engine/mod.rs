@@ -51,7 +51,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use complaintflow_datasets::replay::Rate;
-use complaintflow_datasets::{Format, ValidationOptions};
+use complaintflow_datasets::{Format, LabelPolicy, ValidationOptions};
 use complaintflow_models::{Model, TrainConfig};
 use complaintflow_operators::kafka::CheckpointStore;
 use complaintflow_operators::prelude::*;
@@ -62,6 +62,7 @@ use crate::aggregate::{totals_from_json, Seed};
 use crate::checkpoint::CheckpointConfig;
 use crate::files::JsonlFiles;
 use crate::plugin::{DecisionOperator, Sink, Source};
+use crate::quality::MonitoringConfig;
 use crate::sources::{FileSource, ReplaySource};
 use crate::state::{lock, EngineState, ServingModel};
 
@@ -117,6 +118,13 @@ pub struct EngineConfig {
     /// Checkpoints and resume (only with a source that is
     /// [`resumable`](SourceFactory::resumable)). Default none.
     pub checkpoints: Option<CheckpointConfig>,
+    /// Outcome records (`run --outcomes`): joined with the predictions by complaint id for the
+    /// live quality metrics ([`crate::quality`]). Default none.
+    pub outcomes: Option<Arc<dyn Source>>,
+    /// How outcomes become labels. Default: the initial model's policy (`relief`).
+    pub label_policy: LabelPolicy,
+    /// Thresholds of the monitoring actions and the closed retraining loop.
+    pub monitoring: MonitoringConfig,
 }
 
 impl EngineConfig {
@@ -149,6 +157,9 @@ impl EngineConfig {
             sinks: Vec::new(),
             operators: Vec::new(),
             checkpoints: None,
+            outcomes: None,
+            label_policy: LabelPolicy::default(),
+            monitoring: MonitoringConfig::default(),
         }
     }
 }
@@ -630,6 +641,7 @@ fn install_lost_peer_hook(me: usize, addresses: Vec<String>) {
 pub struct EngineBuilder {
     cfg: EngineConfig,
     source: Option<Arc<dyn Source>>,
+    candidates: Vec<(Model, f64)>,
 }
 
 /// The engine's entry point: [`Engine::builder`].
@@ -639,7 +651,11 @@ pub struct Engine;
 impl Engine {
     /// A builder with configuration `cfg`.
     pub fn builder(cfg: EngineConfig) -> EngineBuilder {
-        EngineBuilder { cfg, source: None }
+        EngineBuilder {
+            cfg,
+            source: None,
+            candidates: Vec::new(),
+        }
     }
 }
 
@@ -662,6 +678,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Starts with an A/B test: `model` scores the share `fraction` (0–1) of complaints
+    /// from the first epoch on, beside the production model.
+    pub fn candidate(mut self, model: Model, fraction: f64) -> EngineBuilder {
+        self.candidates.push((model, fraction));
+        self
+    }
+
     /// The configuration, to adjust.
     pub fn config_mut(&mut self) -> &mut EngineConfig {
         &mut self.cfg
@@ -673,7 +696,7 @@ impl EngineBuilder {
         let source = self
             .source
             .ok_or_else(|| EngineError::Config("no source: call EngineBuilder::source".into()))?;
-        launch(self.cfg, source, initial_model)
+        launch(self.cfg, source, initial_model, self.candidates)
     }
 }
 
@@ -693,6 +716,7 @@ fn launch(
     mut cfg: EngineConfig,
     source: Arc<dyn Source>,
     initial_model: Model,
+    candidates: Vec<(Model, f64)>,
 ) -> Result<EngineHandle, EngineError> {
     cfg.decision
         .validate()
@@ -715,10 +739,20 @@ fn launch(
             "more worker threads than cores: timely slows down sharply when oversubscribed"
         );
     }
-    let initial = vec![ModelUpdate {
+    let mut initial = vec![ModelUpdate {
         model: initial_model,
         role: ModelRole::Production,
     }];
+    for (model, fraction) in candidates {
+        validate_ab(cfg.process, fraction)?;
+        model
+            .validate()
+            .map_err(|e| EngineError::Config(format!("A/B candidate: {e}")))?;
+        initial.push(ModelUpdate {
+            model,
+            role: ModelRole::Candidate { fraction },
+        });
+    }
     let communication = communication(&cfg, workers)?;
     if cfg.checkpoints.is_some() && !source.resumable() {
         tracing::warn!(source = %source.describe(), "checkpoints are off: this source cannot resume from positions");
@@ -731,6 +765,11 @@ fn launch(
         });
         cfg.sinks.insert(0, files);
     }
+    if let Some(o) = &cfg.outcomes {
+        o.check()
+            .map_err(|e| EngineError::Config(format!("--outcomes {}: {e}", o.describe())))?;
+    }
+    cfg.monitoring.validate().map_err(EngineError::Config)?;
     for s in &cfg.sinks {
         s.check()
             .map_err(|e| EngineError::Sink(format!("{}: {e}", s.describe())))?;
@@ -741,6 +780,8 @@ fn launch(
     let mut state = EngineState::new(cfg.recent_capacity);
     state.workers = workers;
     state.processes = cfg.processes.max(1);
+    state.quality_enabled = cfg.outcomes.is_some();
+    state.monitoring = cfg.monitoring.clone();
     let state = Arc::new(state);
     if cfg.process == 0 {
         for u in &initial {
