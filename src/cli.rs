@@ -104,8 +104,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub aggregates_out: Option<PathBuf>,
     /// Outcome records, joined with the predictions by complaint id for the live quality
-    /// metrics (`/api/model/quality`): `file:PATH` or `kafka:TOPIC`. Any complaint file is
-    /// also an outcomes file.
+    /// metrics (`/api/model/quality`): `file:PATH`, `kafka:TOPIC` or `none`. Any complaint
+    /// file is also an outcomes file [default: none; the default job reads its replay's].
     #[arg(long, value_name = "SOURCE")]
     pub outcomes: Option<String>,
     /// Score with this registry version only (no A/B candidates) instead of production.

@@ -114,6 +114,12 @@ return {
       label: g.querySelector('text.name').textContent, stats: g.querySelector('text.stats').textContent,
       visible: g.getBoundingClientRect().width > 0 })),
     edgeEnds: qa('#dataflow path.edge').map((p) => [Number(p.dataset.from), Number(p.dataset.to)]) },
+  quality: { enabled: tid('quality-table').dataset.enabled, versions: Number(tid('quality-table').dataset.versions),
+    note: tid('quality-note').textContent,
+    rows: qa('#quality-table tbody tr').map((tr) => {
+      const o = { version: tr.dataset.version, visible: tr.getBoundingClientRect().height > 0 };
+      tr.querySelectorAll('td[data-key]').forEach((td) => { o[td.dataset.key] = td.dataset.value; o[td.dataset.key + '_text'] = td.textContent; });
+      return o; }) },
   alerts: { count: Number(tid('alerts').dataset.count), title: q('#alerts-title').textContent,
     rules: qa('#alert-rules .rule').map((r) => r.dataset.key) },
 };
@@ -511,6 +517,58 @@ async fn the_dashboard_shows_every_panel_consistent_with_the_api() {
     assert!(metrics["consumer_lag"].is_null());
     assert_eq!(sys["lag"].as_u64(), Some(0));
     assert!(sys["lagText"].as_str().unwrap().starts_with("n/a"));
+
+    // The live quality panel: one row per version of /api/model/quality (the default job
+    // reads its replay back as outcomes), each metric as the API states it.
+    let quality = get_json(&addr, "/api/model/quality").unwrap();
+    assert_eq!(quality["enabled"], true, "{quality}");
+    let versions = quality["versions"].as_object().unwrap();
+    assert!(!versions.is_empty(), "{quality}");
+    let qp = &s["quality"];
+    assert_eq!(qp["enabled"], "1");
+    assert_eq!(qp["versions"].as_u64(), Some(versions.len() as u64), "{qp}");
+    let rows = qp["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), versions.len(), "{qp}");
+    for row in rows {
+        let v = &versions[row["version"].as_str().unwrap()];
+        assert!(row["visible"].as_bool().unwrap(), "{row}");
+        assert_eq!(
+            row["labelled"].as_str().unwrap().parse::<u64>().ok(),
+            v["labelled"].as_u64(),
+            "{row} vs {v}"
+        );
+        assert!(v["labelled"].as_u64().unwrap() > 0, "{v}");
+        for key in [
+            "auc",
+            "pr_auc",
+            "precision",
+            "recall",
+            "f1",
+            "accuracy",
+            "ece",
+        ] {
+            let dom: f64 = row[key].as_str().unwrap().parse().unwrap();
+            assert!(close(dom, v[key].as_f64().unwrap()), "{key}: {row} vs {v}");
+            assert_eq!(
+                row[format!("{key}_text")].as_str().unwrap(),
+                format!("{:.3}", v[key].as_f64().unwrap()),
+                "{key}"
+            );
+        }
+        assert_eq!(row["action"], v["action"], "{row}");
+        assert!(["MONITOR", "RETRAIN", "INVESTIGATE"].contains(&v["action"].as_str().unwrap()));
+    }
+    assert!(
+        qp["note"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .contains(&format!(
+                "{} outcome records",
+                quality["outcomes_read"].as_u64().unwrap()
+            )),
+        "{qp}"
+    );
 
     // The dataflow panel: one box per operator of /api/dataflow (the dataflow scopes are the
     // blocks), with its name, and one curve per channel between two drawn operators.

@@ -72,6 +72,13 @@ pub struct DecisionRules {
     /// scores are low: on the bundled sample's held-out quarter (1,108 complaints) the median
     /// is 0.078, and `0.03` escalates the least likely 22 % (0.10 would escalate 57 %).
     pub escalate_below: f64,
+    /// Escalation by capacity: escalate the complaints whose score is in the lowest
+    /// `escalate_top_percent` % of the live scores (a quantile over the scores this worker has
+    /// decided so far), instead of below the fixed `escalate_below`, which escalated 22–59 %
+    /// of the complaints on the sets measured. Until [`CAPACITY_WARMUP`] scores have been
+    /// seen, `escalate_below` applies. Default none (the fixed threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_top_percent: Option<f64>,
     /// Priority P1 when P(success) is below this. Default `0.015` (about 8 %).
     pub p1_below: f64,
     /// Priority P2 when P(success) is below this (and not P1). Default `0.03`: every
@@ -125,6 +132,7 @@ impl Default for DecisionRules {
         .collect();
         DecisionRules {
             escalate_below: 0.03,
+            escalate_top_percent: None,
             p1_below: 0.015,
             p2_below: 0.03,
             servicemember_raises_priority: true,
@@ -169,6 +177,13 @@ impl DecisionRules {
             if !(0.0..=1.0).contains(&v) {
                 return Err(InvalidRules(format!(
                     "decision.{k} = {v}: must be a probability in [0, 1]"
+                )));
+            }
+        }
+        if let Some(p) = self.escalate_top_percent {
+            if !(p > 0.0 && p < 100.0) {
+                return Err(InvalidRules(format!(
+                    "decision.escalate_top_percent = {p}: must be a percentage in (0, 100), e.g. 10"
                 )));
             }
         }
@@ -263,6 +278,99 @@ struct LegalMatcher {
 }
 
 /// What the rules say about one scored complaint, before the record is built.
+/// Scores seen before `escalate_top_percent` replaces the fixed threshold.
+pub const CAPACITY_WARMUP: u64 = 200;
+
+/// Which escalation rule applies to a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EscalationRule {
+    /// `score < escalate_below`.
+    Fixed,
+    /// `score < threshold`, the live `percent` quantile over `scores` scores.
+    Capacity {
+        /// `escalate_top_percent`.
+        percent: f64,
+        /// The quantile now.
+        threshold: f64,
+        /// Scores it was computed over.
+        scores: u64,
+    },
+}
+
+impl EscalationRule {
+    fn threshold(&self, r: &DecisionRules) -> f64 {
+        match self {
+            EscalationRule::Fixed => r.escalate_below,
+            EscalationRule::Capacity { threshold, .. } => *threshold,
+        }
+    }
+}
+
+/// The live distribution of scores behind `escalate_top_percent`: 10,000 bins of 0.0001.
+///
+/// ```
+/// use complaintflow_operators::rules::{CapacityQuantile, DecisionRules, EscalationRule};
+/// let rules = DecisionRules { escalate_top_percent: Some(10.0), ..DecisionRules::default() };
+/// let mut q = CapacityQuantile::default();
+/// assert_eq!(q.rule(&rules), EscalationRule::Fixed); // warming up
+/// for i in 0..1000 { q.observe(f64::from(i) / 1000.0); }
+/// let EscalationRule::Capacity { threshold, scores, .. } = q.rule(&rules) else { panic!() };
+/// assert!((threshold - 0.1).abs() < 0.002 && scores == 1000);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CapacityQuantile {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Default for CapacityQuantile {
+    fn default() -> Self {
+        CapacityQuantile {
+            counts: vec![0; 10_000],
+            total: 0,
+        }
+    }
+}
+
+impl CapacityQuantile {
+    /// One more score.
+    pub fn observe(&mut self, score: f64) {
+        let b = if score.is_nan() {
+            0
+        } else {
+            ((score.clamp(0.0, 1.0) * 10_000.0) as usize).min(9_999)
+        };
+        self.counts[b] += 1;
+        self.total += 1;
+    }
+
+    /// The rule to apply now under `rules`.
+    pub fn rule(&self, rules: &DecisionRules) -> EscalationRule {
+        let Some(percent) = rules.escalate_top_percent else {
+            return EscalationRule::Fixed;
+        };
+        if self.total < CAPACITY_WARMUP {
+            return EscalationRule::Fixed;
+        }
+        // The upper edge of the bin holding the `percent` quantile.
+        let want = (self.total as f64 * percent / 100.0).ceil() as u64;
+        let mut seen = 0u64;
+        let mut threshold = 1.0;
+        for (b, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= want.max(1) {
+                threshold = (b + 1) as f64 / 10_000.0;
+                break;
+            }
+        }
+        EscalationRule::Capacity {
+            percent,
+            threshold,
+            scores: self.total,
+        }
+    }
+}
+
 struct Verdict {
     escalate: bool,
     band: u8,
@@ -341,7 +449,7 @@ impl CompiledRules {
         None
     }
 
-    fn verdict(&self, c: &Complaint, score: f64) -> Verdict {
+    fn verdict(&self, c: &Complaint, score: f64, rule: &EscalationRule) -> Verdict {
         let r = &self.rules;
         let mut band: u8 = if score < r.p1_below {
             1
@@ -357,7 +465,7 @@ impl CompiledRules {
             band = band.saturating_sub(1).max(1);
         }
         Verdict {
-            escalate: score < r.escalate_below,
+            escalate: score < rule.threshold(r),
             band,
             legal_term: c
                 .complaint_what_happened
@@ -367,14 +475,29 @@ impl CompiledRules {
     }
 
     /// The reasons of a verdict, in the order the rules are applied.
-    fn reasons(&self, c: &Complaint, score: f64, v: &Verdict) -> Vec<String> {
+    fn reasons(
+        &self,
+        c: &Complaint,
+        score: f64,
+        v: &Verdict,
+        rule: &EscalationRule,
+    ) -> Vec<String> {
         let r = &self.rules;
         let mut reasons = Vec::new();
         if v.escalate {
-            reasons.push(format!(
-                "predicted success {score:.3} below escalation threshold {:.3}",
-                r.escalate_below
-            ));
+            reasons.push(match rule {
+                EscalationRule::Fixed => format!(
+                    "predicted success {score:.3} below escalation threshold {:.3}",
+                    r.escalate_below
+                ),
+                EscalationRule::Capacity {
+                    percent,
+                    threshold,
+                    scores,
+                } => format!(
+                    "predicted success {score:.3} in the lowest {percent}% of live scores (threshold {threshold:.3} over {scores} scores)"
+                ),
+            });
         }
         let base_band = if score < r.p1_below {
             1
@@ -418,7 +541,7 @@ impl CompiledRules {
         predicted_success: bool,
         model_version: &str,
     ) -> Decision {
-        let v = self.verdict(c, score);
+        let v = self.verdict(c, score, &EscalationRule::Fixed);
         Decision {
             complaint_id: c.complaint_id.0.to_string(),
             model_version: Arc::from(model_version),
@@ -427,7 +550,7 @@ impl CompiledRules {
             escalate: v.escalate,
             priority: priority_name(v.band),
             queue: self.queue(c, &v),
-            reasons: self.reasons(c, score, &v),
+            reasons: self.reasons(c, score, &v, &EscalationRule::Fixed),
             product: c.product.clone(),
             issue: c.issue.clone(),
             state: c.state.map(|s| s.code().to_string()),
@@ -442,15 +565,21 @@ impl CompiledRules {
     /// [`decide`](Self::decide) on a prediction it consumes: the complaint's fields move
     /// into the decision instead of being copied.
     pub fn decide_owned(&self, p: Prediction) -> Decision {
+        self.decide_owned_with(p, &EscalationRule::Fixed)
+    }
+
+    /// [`decide_owned`](Self::decide_owned) with the escalation rule `rule` (the `decide`
+    /// operator passes the live capacity threshold under `escalate_top_percent`).
+    pub fn decide_owned_with(&self, p: Prediction, rule: &EscalationRule) -> Decision {
         let Prediction {
             parsed,
             score,
             predicted_success,
             model_version,
         } = p;
-        let v = self.verdict(&parsed.complaint, score);
+        let v = self.verdict(&parsed.complaint, score, rule);
         let queue = self.queue(&parsed.complaint, &v);
-        let reasons = self.reasons(&parsed.complaint, score, &v);
+        let reasons = self.reasons(&parsed.complaint, score, &v, rule);
         let c = parsed.complaint;
         Decision {
             complaint_id: c.complaint_id.0.to_string(),

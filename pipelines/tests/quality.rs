@@ -333,3 +333,38 @@ fn two_versions_under_ab_have_separate_metrics() {
         labels.values().filter(|l| l.is_some()).count() as u64
     );
 }
+
+#[test]
+fn escalation_by_capacity_escalates_the_configured_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, _) = held_out(tmp.path());
+    let fixed = run(tmp.path(), config(tmp.path(), 1), file(&h), file(&h), None);
+    let mut cfg = config(tmp.path(), 1);
+    cfg.decision.escalate_top_percent = Some(10.0);
+    let r = run(tmp.path(), cfg, file(&h), file(&h), None);
+    let share = |ds: &[Decision]| ds.iter().filter(|d| d.escalate).count() as f64 / ds.len() as f64;
+    let (before, after) = (share(&fixed.decisions), share(&r.decisions));
+    eprintln!(
+        "escalated: fixed threshold {:.1} %, top 10 % {:.1} %",
+        100.0 * before,
+        100.0 * after
+    );
+    assert!(before > 0.15, "{before}");
+    // The first 200 decisions use the fixed threshold; after them the live 10 % quantile.
+    assert!((0.07..0.15).contains(&after), "{after}");
+    let capacity = r
+        .decisions
+        .iter()
+        .filter(|d| {
+            d.reasons
+                .iter()
+                .any(|x| x.contains("in the lowest 10% of live scores"))
+        })
+        .count();
+    assert!(capacity > 50, "{capacity}");
+    assert!(r
+        .decisions
+        .iter()
+        .filter(|d| d.escalate)
+        .all(|d| !d.reasons.is_empty()));
+}

@@ -159,7 +159,14 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
         .source(&source_uri, &env)
         .map_err(|e| anyhow::anyhow!(e))?;
     source.check().map_err(|e| anyhow::anyhow!(e))?;
-    let outcomes = match &a.outcomes {
+    // The default job replays complaints whose outcomes are known: it reads them back as
+    // its outcomes, so the live quality panel has data. `--outcomes none` turns that off.
+    let outcomes_uri = match a.outcomes.as_deref() {
+        Some("none" | "off") => None,
+        Some(u) => Some(u.to_string()),
+        None => default_job.then(|| source_uri.clone()),
+    };
+    let outcomes = match &outcomes_uri {
         Some(uri) => {
             let o = ext
                 .table
@@ -363,7 +370,7 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?;
         let mut all = all;
-        if a.outcomes.is_some() {
+        if outcomes_uri.is_some() {
             all.insert(
                 "model_accuracy".into(),
                 model_accuracy(&state.quality_report()),

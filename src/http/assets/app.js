@@ -61,7 +61,7 @@
     const top = c.top_n;
     const pri = encodeURIComponent((c.high_priorities || []).join(','));
     try {
-      const [health, summary, prod, issue, comp, states, recent, models, history, series, alerts, dataflow] = await Promise.all([
+      const [health, summary, prod, issue, comp, states, recent, models, history, series, alerts, dataflow, quality] = await Promise.all([
         getJSON('/health'),
         getJSON('/api/summary'),
         getJSON('/api/aggregates?by=product&top=' + top),
@@ -74,6 +74,7 @@
         getJSON('/api/metrics/series'),
         getJSON('/api/alerts'),
         getJSON('/api/dataflow'),
+        getJSON('/api/model/quality'),
       ]);
       drawHeader(health, summary);
       drawAlerts(alerts);
@@ -89,6 +90,7 @@
       drawModels(models, series);
       drawSystem(series);
       drawDataflow(dataflow);
+      drawQuality(quality);
       state.refreshes += 1;
       document.body.dataset.refreshes = String(state.refreshes);
       document.body.dataset.asOf = raw(summary.as_of);
@@ -100,6 +102,42 @@
       s.dataset.status = 'offline';
     } finally {
       state.inFlight = false;
+    }
+  }
+
+  // Live quality: one row per model version, as /api/model/quality answers it.
+  function drawQuality(q) {
+    const t = $('#quality-table');
+    const body = t.querySelector('tbody');
+    body.replaceChildren();
+    t.dataset.enabled = q.enabled ? '1' : '0';
+    const note = $('#quality-note');
+    if (!q.enabled) {
+      t.dataset.versions = '0';
+      note.textContent = 'no outcomes read';
+      return;
+    }
+    note.textContent = fmtInt(q.outcomes_read) + ' outcome records, ' + fmtInt(q.label_changes) + ' label changes' +
+      (q.as_of === null || q.as_of === undefined ? '' : ' · as of epoch ' + q.as_of);
+    const versions = Object.keys(q.versions).sort();
+    t.dataset.versions = String(versions.length);
+    for (const v of versions) {
+      const m = q.versions[v];
+      const cell = (key, value, d = 3) => el('td', { 'data-key': key, 'data-value': raw(value) }, fmtNum(value, d));
+      const tr = el('tr', { 'data-version': v });
+      tr.appendChild(el('td', {}, v));
+      tr.appendChild(el('td', { 'data-key': 'labelled', 'data-value': raw(m.labelled) }, fmtInt(m.labelled)));
+      tr.appendChild(cell('auc', m.auc));
+      tr.appendChild(cell('pr_auc', m.pr_auc));
+      tr.appendChild(cell('precision', m.precision));
+      tr.appendChild(cell('recall', m.recall));
+      tr.appendChild(cell('f1', m.f1));
+      tr.appendChild(cell('accuracy', m.accuracy));
+      tr.appendChild(cell('ece', m.ece));
+      const act = el('td', { 'data-key': 'action', 'data-value': m.action, class: 'action action-' + String(m.action).toLowerCase(), title: m.reason },
+        m.action + (m.priority ? ' ' + m.priority : ''));
+      tr.appendChild(act);
+      body.appendChild(tr);
     }
   }
 
