@@ -150,6 +150,9 @@ pub struct EngineState {
     pub quality_enabled: bool,
     /// The monitoring thresholds (`[monitoring]`).
     pub monitoring: crate::quality::MonitoringConfig,
+    /// With `[monitoring] auto_retrain`: the outcome records that are whole complaints with a
+    /// final label, by complaint id (the latest read), the closed loop's training data.
+    pub labelled_history: Mutex<BTreeMap<u64, Vec<u8>>>,
 }
 
 impl EngineState {
@@ -191,6 +194,7 @@ impl EngineState {
             quality: Mutex::new(crate::quality::QualityLedger::default()),
             quality_enabled: false,
             monitoring: crate::quality::MonitoringConfig::default(),
+            labelled_history: Mutex::new(BTreeMap::new()),
         }
     }
 

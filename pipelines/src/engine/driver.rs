@@ -219,6 +219,8 @@ pub(crate) fn run_worker(
         reader: None,
         training: 0,
         last_poll: Instant::now(),
+        closed_loop: (leader && cfg.monitoring.auto_retrain && cfg.outcomes.is_some())
+            .then(super::closed_loop::ClosedLoop::new),
     };
     driver.run(worker);
 }
@@ -245,6 +247,8 @@ struct Driver<'a> {
     reader: Option<(RawRecords<std::io::BufReader<std::fs::File>>, Arc<str>, i64)>,
     training: usize,
     last_poll: Instant,
+    /// Global worker 0 with `[monitoring] auto_retrain` and outcomes: the closed loop.
+    closed_loop: Option<super::closed_loop::ClosedLoop>,
 }
 
 impl Driver<'_> {
@@ -264,6 +268,7 @@ impl Driver<'_> {
             self.serve_control();
             self.feed_retraining();
             self.collect_trained();
+            self.run_closed_loop();
             let stopping = self.shared.stop.load(Ordering::Relaxed);
             let idle_done = self.cfg.once && (self.training == 0 || !self.leader);
             if source_done && (stopping || idle_done) {
@@ -420,35 +425,71 @@ impl Driver<'_> {
                     }
                 }
                 Control::Retrain(req) => {
-                    let Some(input) = self.retrain_in.as_ref() else {
-                        lock(&state.retrain_log)
-                            .push("retraining refused: the engine is stopping".into());
-                        continue;
-                    };
-                    match RawRecords::from_path(
-                        &req.path,
-                        req.format,
-                        self.cfg.validation.max_record_bytes,
-                    ) {
-                        Ok(r) if self.reader.is_none() => {
-                            let t = *input.time();
-                            tracing::info!(path = %req.path.display(), "retraining requested");
-                            self.reader = Some((r, Arc::from(req.path.display().to_string()), 0));
-                            self.requests.borrow_mut().insert(t, *req);
-                            self.training += 1;
-                        }
-                        Ok(_) => lock(&state.retrain_log).push(format!(
-                            "retraining from {} refused: another retraining file is still being read",
-                            req.path.display()
-                        )),
-                        Err(e) => lock(&state.retrain_log).push(format!(
-                            "retraining from {} failed: {e}",
-                            req.path.display()
-                        )),
-                    }
+                    self.start_retrain(*req);
                 }
             }
         }
+    }
+
+    /// Starts reading a retraining file (the retraining dataflow trains on it once read).
+    /// Returns whether it started.
+    fn start_retrain(&mut self, req: RetrainRequest) -> bool {
+        let state = self.shared.state;
+        let Some(input) = self.retrain_in.as_ref() else {
+            lock(&state.retrain_log).push("retraining refused: the engine is stopping".into());
+            return false;
+        };
+        match RawRecords::from_path(&req.path, req.format, self.cfg.validation.max_record_bytes) {
+            Ok(r) if self.reader.is_none() => {
+                let t = *input.time();
+                tracing::info!(path = %req.path.display(), "retraining requested");
+                self.reader = Some((r, Arc::from(req.path.display().to_string()), 0));
+                self.requests.borrow_mut().insert(t, req);
+                self.training += 1;
+                true
+            }
+            Ok(_) => {
+                lock(&state.retrain_log).push(format!(
+                    "retraining from {} refused: another retraining file is still being read",
+                    req.path.display()
+                ));
+                false
+            }
+            Err(e) => {
+                lock(&state.retrain_log).push(format!(
+                    "retraining from {} failed: {e}",
+                    req.path.display()
+                ));
+                false
+            }
+        }
+    }
+
+    /// The closed retraining loop's step (global worker 0 with `auto_retrain`).
+    fn run_closed_loop(&mut self) {
+        let Some(mut cl) = self.closed_loop.take() else {
+            return;
+        };
+        let state = self.shared.state;
+        match cl.poll(self.cfg, state) {
+            Some(super::closed_loop::LoopAction::Retrain(req)) => {
+                if !self.start_retrain(req) {
+                    cl.trained(
+                        state,
+                        Err("the retraining could not start"),
+                        self.cfg.monitoring.promote_after,
+                    );
+                }
+            }
+            Some(super::closed_loop::LoopAction::Send(u)) => {
+                let serving_now = serving(&u, self.main.feed.epoch());
+                if self.main.feed.send(u).is_some() {
+                    state.note_model(serving_now);
+                }
+            }
+            None => {}
+        }
+        self.closed_loop = Some(cl);
     }
 
     /// Feeds a bounded batch of the retraining file per step (never blocks the worker).
@@ -490,6 +531,13 @@ impl Driver<'_> {
             self.training = self.training.saturating_sub(1);
             match result {
                 Ok((model, ab)) => {
+                    if let Some(cl) = self
+                        .closed_loop
+                        .as_mut()
+                        .filter(|c| c.training() && ab.is_some())
+                    {
+                        cl.trained(state, Ok(&model), self.cfg.monitoring.promote_after);
+                    }
                     let role = match ab {
                         Some(fraction) => ModelRole::Candidate { fraction },
                         None => ModelRole::Production,
@@ -511,6 +559,9 @@ impl Driver<'_> {
                     }
                 }
                 Err(e) => {
+                    if let Some(cl) = self.closed_loop.as_mut().filter(|c| c.training()) {
+                        cl.trained(state, Err(&e), self.cfg.monitoring.promote_after);
+                    }
                     tracing::error!("retraining failed: {e}");
                     lock(&state.retrain_log).push(format!("retraining failed: {e}"));
                 }

@@ -148,9 +148,11 @@ pub(crate) fn build_main(
                 start_offsets: Default::default(),
                 ..ctx.clone()
             };
-            let (labels, bad) = o
-                .build(scope, &octx)
-                .parse_outcomes(&cfg.validation, cfg.label_policy);
+            let raw_outcomes = o.build(scope, &octx);
+            if cfg.monitoring.auto_retrain {
+                keep_labelled_history(raw_outcomes.clone(), cfg, state);
+            }
+            let (labels, bad) = raw_outcomes.parse_outcomes(&cfg.validation, cfg.label_policy);
             dead = dead.concat(bad);
             quality_branch(published.clone(), labels, state).probe_with(&quality_done);
         }
@@ -226,4 +228,44 @@ pub(crate) fn build_main(
     }
     drop(seed_in);
     Main { feed, source_done }
+}
+
+/// The closed loop's training data: the outcome records that are whole complaints with a
+/// final label, gathered on global worker 0 (the latest record per complaint id; a record
+/// that is no longer labelled, e.g. reopened, is removed).
+fn keep_labelled_history<'s>(
+    raw: timely::dataflow::Stream<'s, u64, Vec<RawInput>>,
+    cfg: &EngineConfig,
+    state: &Arc<crate::state::EngineState>,
+) {
+    let st = Arc::clone(state);
+    let (opts, policy) = (cfg.validation.clone(), cfg.label_policy);
+    raw.sink(
+        Exchange::new(|_: &RawInput| 0u64),
+        "LabelledHistory",
+        move |(input, _frontier)| {
+            input.for_each_stamp(|_cap, data| {
+                let mut h = lock(&st.labelled_history);
+                for batch in data {
+                    for r in batch.drain(..) {
+                        if r.framing_error.is_some() {
+                            continue; // a dead letter of the outcome branch
+                        }
+                        let Ok(c) = complaintflow_datasets::parse_json_record(&r.bytes, &opts)
+                        else {
+                            continue; // a bare outcome record (or a bad one: a dead letter there)
+                        };
+                        match policy.label(&c) {
+                            Some(_) => {
+                                h.insert(c.complaint_id.0, r.bytes);
+                            }
+                            None => {
+                                h.remove(&c.complaint_id.0);
+                            }
+                        }
+                    }
+                }
+            });
+        },
+    );
 }

@@ -38,6 +38,7 @@
 //! partition and the aggregate totals of the newest complete epoch (see
 //! [`crate::checkpoint`]), and a start resumes from the newest checkpoint.
 
+mod closed_loop;
 mod control;
 mod driver;
 pub mod graph;
