@@ -59,6 +59,10 @@ pub enum Command {
     /// Ask a running engine for its live aggregates, recent decisions or models.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Score past complaints with one registry version through the same graph (`run --once
+    /// --model VERSION`): its predictions, joined with the outcomes, compare with the
+    /// production model's on the same complaints.
+    Rescore(RescoreArgs),
     /// Ask a running engine to retrain from historical JSON and swap the new model in
     /// without a restart.
     Retrain(RetrainArgs),
@@ -71,6 +75,30 @@ pub enum Command {
     /// Check or print the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `complaintflow rescore`
+#[derive(Debug, Args)]
+pub struct RescoreArgs {
+    /// Registry version to score with.
+    #[arg(long, value_name = "VERSION")]
+    pub model: String,
+    /// The past complaints (any supported format).
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: PathBuf,
+    /// Outcomes to join [default: FILE itself: a file of past complaints carries them].
+    /// `none` for predictions only.
+    #[arg(long, value_name = "SOURCE")]
+    pub outcomes: Option<String>,
+    /// Predictions file [default: <state_dir>/rescore-VERSION.jsonl].
+    #[arg(long, value_name = "PATH")]
+    pub predictions: Option<PathBuf>,
+    /// Write the aggregates and `model_accuracy` here at the end.
+    #[arg(long, value_name = "PATH")]
+    pub aggregates_out: Option<PathBuf>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 /// `complaintflow run`

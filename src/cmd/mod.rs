@@ -43,6 +43,7 @@ pub fn dispatch(cli: Cli, ext: run::Extensions) -> Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => data::run(cmd, &loaded.config),
         Command::Run(a) => run::run(a, &loaded.config, ext),
+        Command::Rescore(a) => run::rescore(a, &loaded.config, ext),
         Command::Produce(a) => kafka::produce_with(a, loaded.config.kafka.clone()),
         Command::Consume(a) => kafka::consume_with(a, loaded.config.kafka.clone()),
         Command::Query(q) => client::query(q, &loaded.config),

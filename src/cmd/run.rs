@@ -69,6 +69,47 @@ impl Extensions {
     }
 }
 
+/// `complaintflow rescore`: `run --once --model VERSION --source file:FILE --outcomes …` with
+/// no HTTP server, its predictions in their own file.
+pub fn rescore(a: crate::cli::RescoreArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
+    use clap::{Args as _, FromArgMatches as _};
+    let predictions = a
+        .predictions
+        .clone()
+        .unwrap_or_else(|| config.state_dir.join(format!("rescore-{}.jsonl", a.model)));
+    let source = format!("file:{}", a.data.display());
+    let mut argv: Vec<String> = vec![
+        "rescore".into(),
+        "--once".into(),
+        "--http-addr".into(),
+        "off".into(),
+        "--model".into(),
+        a.model.clone(),
+        "--source".into(),
+        source.clone(),
+        "--outcomes".into(),
+        a.outcomes.clone().unwrap_or(source),
+        "--predictions".into(),
+        predictions.display().to_string(),
+        "--dead-letters".into(),
+        config
+            .state_dir
+            .join(format!("rescore-{}-dead-letters.jsonl", a.model))
+            .display()
+            .to_string(),
+    ];
+    if let Some(p) = &a.aggregates_out {
+        argv.extend(["--aggregates-out".into(), p.display().to_string()]);
+    }
+    if let Some(w) = a.workers {
+        argv.extend(["--workers".into(), w.to_string()]);
+    }
+    let matches =
+        RunArgs::augment_args(clap::Command::new("rescore")).try_get_matches_from(argv)?;
+    let run_args = RunArgs::from_arg_matches(&matches)?;
+    run(run_args, config, ext)
+}
+
 /// Runs the engine until the source is exhausted (`--once`) or Ctrl-C.
 pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
     // A non-loopback address without an API token fails before anything else (training).
