@@ -49,6 +49,9 @@ pub struct TrainingProfile {
     pub scores: HistogramSnapshot,
     /// Training complaints by month received × product, by month then product.
     pub volume: Vec<VolumePoint>,
+    /// Training complaints by state (`(missing)` when absent), for the drift of the live
+    /// state mix.
+    pub states: BTreeMap<String, u64>,
 }
 
 /// Why a training profile could not be computed.
@@ -209,6 +212,7 @@ struct Row {
     product: u32,
     score: f64,
     hash_train: bool,
+    state: Option<&'static str>,
 }
 
 /// Computes a version's [`TrainingProfile`]. See the [module docs](self).
@@ -265,6 +269,7 @@ pub fn compute_profile(
             product: pid,
             score: model.score(&c, &mut buf),
             hash_train: is_train(c.complaint_id, train_fraction),
+            state: c.state.map(|s| s.code()),
         });
     }
     if rows.is_empty() {
@@ -296,8 +301,12 @@ pub fn compute_profile(
     };
     let mut scores = HistogramSnapshot::scores();
     let mut volume: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut states: BTreeMap<String, u64> = BTreeMap::new();
     for r in &keep {
         scores.observe(r.score);
+        *states
+            .entry(r.state.unwrap_or("(missing)").to_string())
+            .or_default() += 1;
         *volume
             .entry((r.date.format("%Y-%m").to_string(), r.product))
             .or_default() += 1;
@@ -322,6 +331,7 @@ pub fn compute_profile(
         rows: keep.len() as u64,
         scores,
         volume,
+        states,
     })
 }
 
@@ -472,7 +482,33 @@ impl EngineView for LiveView {
     }
 
     fn quality(&self) -> crate::http::view::QualityReport {
-        self.client.state().quality_report()
+        let mut q = self.client.state().quality_report();
+        // Drift: the production model's live scores, products and states against its
+        // training data (once the training profile is computed).
+        let versions = self.registry.list().unwrap_or_default();
+        if let Some(v) = self.production_version(&versions) {
+            if let Ok(Some(p)) = self.training_profile(&v) {
+                let live = |d: pl::Dimension| -> BTreeMap<String, u64> {
+                    self.client
+                        .state()
+                        .aggregates(d, None)
+                        .rows
+                        .into_iter()
+                        .map(|r| (r.key, r.count))
+                        .collect()
+                };
+                let mut products: BTreeMap<String, u64> = BTreeMap::new();
+                for point in &p.volume {
+                    *products.entry(point.product.clone()).or_default() += point.count;
+                }
+                q.drift.product_psi =
+                    crate::http::alerts::categorical_psi(&products, &live(pl::Dimension::Product));
+                q.drift.state_psi =
+                    crate::http::alerts::categorical_psi(&p.states, &live(pl::Dimension::State));
+                q.drift.score_psi = crate::http::monitor::production_psi(&self.models(), 1);
+            }
+        }
+        q
     }
 
     fn retrain(&self, req: RetrainRequest) -> Result<RetrainTicket, RetrainError> {

@@ -158,7 +158,9 @@ fn a_running_engine_answers_query_quality_and_metrics() {
                 q["versions"].as_object().is_some_and(|v| {
                     v.values()
                         .any(|m| m["labelled"].as_u64().unwrap_or(0) > 500)
-                }) && get_json(&e.addr, "/api/metrics").is_some_and(|m| m["input_waiting"] == false)
+                }) && q["drift"]["product_psi"].is_number()
+                    && get_json(&e.addr, "/api/metrics")
+                        .is_some_and(|m| m["input_waiting"] == false)
             })
         },
     );
@@ -197,6 +199,18 @@ fn a_running_engine_answers_query_quality_and_metrics() {
             "complaintflow_model_quality{{version=\"{version}\",metric=\"auc\"}}"
         )),
         "{metrics}"
+    );
+    // The replay is the held-out quarter of the same sample the model trained on: its mix
+    // of products and states is close to the training mix.
+    let psi = q["drift"]["product_psi"].as_f64().unwrap();
+    assert!((0.0..0.25).contains(&psi), "{psi}");
+    assert!(
+        metrics.contains("complaintflow_input_psi{input=\"product\"}"),
+        "{metrics}"
+    );
+    assert!(
+        table.contains("drift (PSI against the training data)"),
+        "{table}"
     );
     e.stop();
 }

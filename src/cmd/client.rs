@@ -150,6 +150,12 @@ fn print_quality(q: &crate::http::view::QualityReport) -> Result<()> {
     );
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
     outln!(
+        "drift (PSI against the training data): score {}, product {}, state {}",
+        f(q.drift.score_psi),
+        f(q.drift.product_psi),
+        f(q.drift.state_psi)
+    );
+    outln!(
         "{:<10} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>8} {:>7}  action",
         "version",
         "labelled",

@@ -580,6 +580,37 @@ pub fn psi(expected: &HistogramSnapshot, actual: &HistogramSnapshot) -> Option<f
     Some(total)
 }
 
+/// PSI of a categorical mix (e.g. complaints by product) against the training mix, over the
+/// union of the categories (a category absent on one side counts at the floor share 1e-4).
+/// `None` when either side is empty.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use complaintflow::http::alerts::categorical_psi;
+/// let a: BTreeMap<String, u64> = [("x".into(), 50), ("y".into(), 50)].into();
+/// let b: BTreeMap<String, u64> = [("x".into(), 90), ("y".into(), 10)].into();
+/// assert_eq!(categorical_psi(&a, &a), Some(0.0));
+/// assert!(categorical_psi(&a, &b).unwrap() > 0.25); // a large shift
+/// ```
+pub fn categorical_psi(
+    expected: &std::collections::BTreeMap<String, u64>,
+    actual: &std::collections::BTreeMap<String, u64>,
+) -> Option<f64> {
+    let (ne, na): (u64, u64) = (expected.values().sum(), actual.values().sum());
+    if ne == 0 || na == 0 {
+        return None;
+    }
+    const FLOOR: f64 = 1e-4;
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    let mut total = 0.0;
+    for k in keys {
+        let pe = (*expected.get(k).unwrap_or(&0) as f64 / ne as f64).max(FLOOR);
+        let pa = (*actual.get(k).unwrap_or(&0) as f64 / na as f64).max(FLOOR);
+        total += (pa - pe) * (pa / pe).ln();
+    }
+    Some(total)
+}
+
 /// PSI of live scores against training scores when the live histogram has at least
 /// `min_samples` scores and both use [`SCORE_BINS`] bins.
 pub fn score_psi(

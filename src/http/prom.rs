@@ -29,6 +29,7 @@
 //! | `complaintflow_model_labelled_total` | counter | `version` (with `run --outcomes`) |
 //! | `complaintflow_model_quality` | gauge | `version`, `metric` (`auc`, `pr_auc`, `precision`, `recall`, `f1`, `accuracy`, `ece`) |
 //! | `complaintflow_model_action` | gauge 1 | `version`, `action` (`MONITOR`, `RETRAIN`, `INVESTIGATE`) |
+//! | `complaintflow_input_psi` | gauge (absent until the training profile is known) | `input` (`product`, `state`) |
 //! | `complaintflow_alerts_active` | gauge 0/1 | `alert` |
 //! | `complaintflow_aggregates_as_of_epoch` | gauge (absent before the first epoch) | |
 //! | `complaintflow_uptime_seconds` | gauge | |
@@ -279,6 +280,21 @@ impl Collector for Scrape {
                 ConstGauge::new(1i64).encode(
                     fam.encode_family(&[("version", v.as_str()), ("action", m.action.as_str())])?,
                 )?;
+            }
+        }
+
+        let d = &self.quality.drift;
+        if d.product_psi.is_some() || d.state_psi.is_some() {
+            let mut fam = enc.encode_descriptor(
+                "complaintflow_input_psi",
+                "Population stability index of a live input mix against the production model's training data.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (input, v) in [("product", d.product_psi), ("state", d.state_psi)] {
+                if let Some(x) = v {
+                    ConstGauge::new(x).encode(fam.encode_family(&[("input", input)])?)?;
+                }
             }
         }
 

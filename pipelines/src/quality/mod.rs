@@ -178,6 +178,22 @@ pub struct QualityReport {
     pub versions: BTreeMap<String, VersionQuality>,
     /// The thresholds the actions use.
     pub thresholds: MonitoringConfig,
+    /// Drift of the production model's live inputs and scores against its training data
+    /// (filled in by the HTTP adapter, which holds the training profile).
+    #[serde(default)]
+    pub drift: Drift,
+}
+
+/// Population stability indices of the live stream against the training data (`None` until
+/// both sides are known). Above 0.25 is commonly read as a significant shift.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Of the production model's scores.
+    pub score_psi: Option<f64>,
+    /// Of the product mix.
+    pub product_psi: Option<f64>,
+    /// Of the state mix.
+    pub state_psi: Option<f64>,
 }
 
 impl QualityLedger {
@@ -224,6 +240,7 @@ impl QualityLedger {
             label_changes: self.label_changes,
             versions,
             thresholds: cfg.clone(),
+            drift: Drift::default(),
         }
     }
 }

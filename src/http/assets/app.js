@@ -117,8 +117,11 @@
       note.textContent = 'no outcomes read';
       return;
     }
+    const d = q.drift || {};
+    const psi = (name, v) => (num(v) === null ? '' : ' · ' + name + ' PSI ' + v.toFixed(3));
     note.textContent = fmtInt(q.outcomes_read) + ' outcome records, ' + fmtInt(q.label_changes) + ' label changes' +
-      (q.as_of === null || q.as_of === undefined ? '' : ' · as of epoch ' + q.as_of);
+      (q.as_of === null || q.as_of === undefined ? '' : ' · as of epoch ' + q.as_of) +
+      psi('score', d.score_psi) + psi('product', d.product_psi) + psi('state', d.state_psi);
     const versions = Object.keys(q.versions).sort();
     t.dataset.versions = String(versions.length);
     for (const v of versions) {
