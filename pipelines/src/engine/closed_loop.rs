@@ -30,9 +30,9 @@ use crate::state::{lock, EngineState};
 /// What the driver must do for the loop.
 pub(crate) enum LoopAction {
     /// Retrain (the request's `ab_fraction` makes the new version a challenger).
-    Retrain(RetrainRequest),
+    Retrain(Box<RetrainRequest>),
     /// Send a model update to the graph (promotion or roll-back).
-    Send(ModelUpdate),
+    Send(Box<ModelUpdate>),
 }
 
 enum Phase {
@@ -46,7 +46,7 @@ enum Phase {
     },
     Testing {
         champion: String,
-        challenger: Model,
+        challenger: Box<Model>,
         base: QualityCounts,
     },
     Cooling {
@@ -168,12 +168,12 @@ impl ClosedLoop {
                             ),
                         );
                         self.phase = Phase::Training { champion };
-                        Some(LoopAction::Retrain(RetrainRequest {
+                        Some(LoopAction::Retrain(Box::new(RetrainRequest {
                             path,
                             format: Format::JsonLines,
                             train_config: None,
                             ab_fraction: Some(m.challenger_fraction),
-                        }))
+                        })))
                     }
                     Err(e) => {
                         log(state, format!("cannot write the training file: {e}"));
@@ -214,10 +214,10 @@ impl ClosedLoop {
                     );
                     let version = challenger.version.clone();
                     self.cool(state, version, m.promote_after);
-                    Some(LoopAction::Send(ModelUpdate {
-                        model: challenger,
+                    Some(LoopAction::Send(Box::new(ModelUpdate {
+                        model: *challenger,
                         role: ModelRole::Production,
-                    }))
+                    })))
                 } else {
                     log(
                         state,
@@ -230,10 +230,10 @@ impl ClosedLoop {
                         Registry::open(&cfg.registry_dir).and_then(|r| r.load_model(&champion));
                     self.cool(state, champion.clone(), m.promote_after);
                     match model {
-                        Ok(model) => Some(LoopAction::Send(ModelUpdate {
+                        Ok(model) => Some(LoopAction::Send(Box::new(ModelUpdate {
                             model,
                             role: ModelRole::Production,
-                        })),
+                        }))),
                         Err(e) => {
                             log(state, format!("cannot load {champion} to roll back: {e}"));
                             None
@@ -278,7 +278,7 @@ impl ClosedLoop {
                 self.phase = Phase::Testing {
                     base: counts(state, &champion),
                     champion,
-                    challenger: model.clone(),
+                    challenger: Box::new(model.clone()),
                 };
             }
             Err(e) => {

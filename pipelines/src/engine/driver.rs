@@ -473,7 +473,8 @@ impl Driver<'_> {
         let state = self.shared.state;
         match cl.poll(self.cfg, state) {
             Some(super::closed_loop::LoopAction::Retrain(req)) => {
-                if !self.start_retrain(req) {
+                let started = self.start_retrain(*req);
+                if !started {
                     cl.trained(
                         state,
                         Err("the retraining could not start"),
@@ -481,13 +482,13 @@ impl Driver<'_> {
                     );
                 }
             }
+            None => {}
             Some(super::closed_loop::LoopAction::Send(u)) => {
                 let serving_now = serving(&u, self.main.feed.epoch());
-                if self.main.feed.send(u).is_some() {
+                if self.main.feed.send(*u).is_some() {
                     state.note_model(serving_now);
                 }
             }
-            None => {}
         }
         self.closed_loop = Some(cl);
     }

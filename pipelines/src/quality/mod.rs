@@ -359,14 +359,17 @@ pub(crate) fn quality_branch<'s>(
     )
 }
 
+/// A differential update of the outcome labels: `((complaint id, label), epoch, ±1)`.
+type LabelUpdate = ((u64, bool), u64, isize);
+
 /// The upsert of outcomes by complaint id: each epoch, once complete, applied in read order;
 /// emits the label changes as differential updates `((id, label), epoch, ±1)`.
 fn upsert_outcomes<'s>(
     outcomes: Stream<'s, u64, Vec<LabelledOutcome>>,
     state: &Arc<EngineState>,
-) -> Stream<'s, u64, Vec<((u64, bool), u64, isize)>> {
+) -> Stream<'s, u64, Vec<LabelUpdate>> {
     let st = Arc::clone(state);
-    outcomes.unary_frontier::<CapacityContainerBuilder<Vec<((u64, bool), u64, isize)>>, _, _, _>(
+    outcomes.unary_frontier::<CapacityContainerBuilder<Vec<LabelUpdate>>, _, _, _>(
         Exchange::new(|o: &LabelledOutcome| fmix64(o.complaint_id)),
         "UpsertOutcomes",
         move |_cap, _info| {
