@@ -393,3 +393,53 @@ fn sigterm_finishes_the_epoch_checkpoints_and_exits_0() {
     let (by_id, _) = by_key(&preds);
     assert_eq!(by_id.len(), 20_000);
 }
+
+/// `--outcomes kafka:TOPIC`: the sample's records produced again to an outcomes topic (every
+/// complaint record is an outcome record) are joined with the predictions; `--until-idle`
+/// waits for both topics.
+#[test]
+fn outcomes_from_a_kafka_topic_are_joined_with_the_predictions() {
+    let _serial = serial();
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let work = workdir();
+    let dir = work.path();
+    let b = broker.addr.as_str();
+    broker.create_topic("complaints-outcomes", 2);
+    produce(dir, b, &[]);
+    produce(dir, b, &["--topic", "complaints-outcomes"]);
+    let agg_out = dir.join("agg.json");
+    let e = engine(
+        dir,
+        "state",
+        b,
+        &[
+            "--outcomes",
+            "kafka:complaints-outcomes",
+            "--until-idle",
+            "3s",
+            "--aggregates-out",
+            agg_out.to_str().unwrap(),
+        ],
+    );
+    let log = wait_ok(e, "the engine");
+    let labelled =
+        complaintflow_testkit::real_records(&complaintflow_datasets::bundled_sample_path())
+            .iter()
+            .filter(|c| {
+                complaintflow_datasets::LabelPolicy::Relief
+                    .label(c)
+                    .is_some()
+            })
+            .count() as u64;
+    let agg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&agg_out).unwrap()).unwrap();
+    let acc = agg["model_accuracy"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{agg}\n{log}"));
+    assert_eq!(acc.len(), 1, "{acc:?}");
+    let m = acc.values().next().unwrap();
+    assert_eq!(m["labelled"].as_u64(), Some(labelled), "{m}\n{log}");
+    assert!(m["auc"].as_f64().unwrap() > 0.6, "{m}");
+}

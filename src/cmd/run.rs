@@ -296,10 +296,11 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
             cp.interval = Duration::from_millis(a.checkpoint_ms.max(1));
             cp
         }),
-        outcomes,
+        outcomes: outcomes.clone(),
         label_policy: model.label_policy,
         monitoring: config.monitoring.clone(),
     };
+    let outcomes_src = outcomes;
     let source_desc = source.describe();
     let (pred, dl) = (cfg.predictions_path.clone(), cfg.dead_letters_path.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -340,7 +341,9 @@ pub fn run(a: RunArgs, config: &Config, ext: Extensions) -> Result<ExitCode> {
     let idle = Arc::new(AtomicBool::new(false));
     let watcher = match a.until_idle {
         Some(d) => Some(watch_idle(
-            Arc::clone(&source),
+            std::iter::once(Arc::clone(&source))
+                .chain(outcomes_src.clone())
+                .collect(),
             engine.state(),
             d,
             Arc::clone(&idle),
@@ -479,7 +482,7 @@ fn topic_flag(flag: &str, value: Option<&str>, default: Option<&str>) -> Result<
 /// `--until-idle`: sets `idle` once no record has arrived for `idle_for` and the source says
 /// it has read everything there is. Runs on its own thread; stops when `idle` is set by anyone.
 fn watch_idle(
-    source: Arc<dyn Source>,
+    sources: Vec<Arc<dyn Source>>,
     state: Arc<EngineState>,
     idle_for: Duration,
     idle: Arc<AtomicBool>,
@@ -487,7 +490,14 @@ fn watch_idle(
     let t = std::thread::Builder::new()
         .name("until-idle".into())
         .spawn(move || {
-            let read = || state.records_in.load(Ordering::Relaxed);
+            // Complaints and outcome records read.
+            let read = || {
+                state.records_in.load(Ordering::Relaxed)
+                    + state
+                        .quality
+                        .lock()
+                        .map_or(0, |q| q.outcomes_read)
+            };
             let mut records = read();
             let mut since = Instant::now();
             while !idle.load(Ordering::SeqCst) {
@@ -501,16 +511,25 @@ fn watch_idle(
                 if since.elapsed() < idle_for {
                     continue;
                 }
-                match source.caught_up() {
-                    Some(Ok(true)) | None => {
+                // Every source (the complaints' and the outcomes') read to its end.
+                let caught_up = sources.iter().map(|s| s.caught_up()).try_fold(
+                    true,
+                    |all, c| match c {
+                        Some(Ok(b)) => Ok(all && b),
+                        None => Ok(all),
+                        Some(Err(e)) => Err(e),
+                    },
+                );
+                match caught_up {
+                    Ok(true) => {
                         tracing::info!(records, "no input for {idle_for:?} and every partition read to its end: stopping (--until-idle)");
                         idle.store(true, Ordering::SeqCst);
                     }
-                    Some(Ok(false)) => {
+                    Ok(false) => {
                         tracing::debug!("idle but not caught up yet");
                         since = recheck_in_a_second(idle_for);
                     }
-                    Some(Err(e)) => {
+                    Err(e) => {
                         tracing::warn!("--until-idle: cannot check the partitions' ends yet: {e}");
                         since = recheck_in_a_second(idle_for);
                     }
