@@ -6,11 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use complaintflow_datasets::split::is_train;
 use complaintflow_datasets::{bundled_sample_path, LabelPolicy};
 use complaintflow_models::metrics::auc_roc;
 
@@ -22,19 +20,11 @@ use engine::{bin, get_json, request, train_and_promote, wait_for, workdir, Engin
 
 /// The held-out quarter of the sample as JSON Lines, and each complaint's label.
 fn held_out(dir: &Path) -> (PathBuf, BTreeMap<String, Option<bool>>) {
-    let text = std::fs::read_to_string(bundled_sample_path()).unwrap();
-    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    let complaints = complaintflow_testkit::real_records(&bundled_sample_path());
-    let path = dir.join("held-out.jsonl");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut labels = BTreeMap::new();
-    for (r, c) in records.iter().zip(&complaints) {
-        if !is_train(c.complaint_id, 0.75) {
-            writeln!(f, "{}", serde_json::to_string(r).unwrap()).unwrap();
-            labels.insert(c.complaint_id.0.to_string(), LabelPolicy::Relief.label(c));
-        }
-    }
-    f.flush().unwrap();
+    let (path, complaints) = complaintflow_testkit::write_held_out(dir);
+    let labels = complaints
+        .iter()
+        .map(|c| (c.complaint_id.0.to_string(), LabelPolicy::Relief.label(c)))
+        .collect();
     (path, labels)
 }
 

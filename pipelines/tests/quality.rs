@@ -8,7 +8,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use complaintflow_datasets::split::is_train;
 use complaintflow_datasets::{Complaint, LabelPolicy};
 use complaintflow_models::metrics::auc_roc;
 use complaintflow_models::Model;
@@ -37,21 +36,11 @@ fn model(version: &str) -> Model {
 
 /// The held-out complaints (JSON Lines, as in the sample) and their labels.
 fn held_out(dir: &Path) -> (PathBuf, BTreeMap<u64, Option<bool>>) {
-    let text = std::fs::read_to_string(complaintflow_datasets::bundled_sample_path()).unwrap();
-    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    let complaints =
-        complaintflow_testkit::real_records(&complaintflow_datasets::bundled_sample_path());
-    assert_eq!(records.len(), complaints.len());
-    let path = dir.join("held-out.jsonl");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut labels = BTreeMap::new();
-    for (r, c) in records.iter().zip(&complaints) {
-        if !is_train(c.complaint_id, 0.75) {
-            writeln!(f, "{}", serde_json::to_string(r).unwrap()).unwrap();
-            labels.insert(c.complaint_id.0, LabelPolicy::Relief.label(c));
-        }
-    }
-    f.flush().unwrap();
+    let (path, complaints) = complaintflow_testkit::write_held_out(dir);
+    let labels = complaints
+        .iter()
+        .map(|c| (c.complaint_id.0, LabelPolicy::Relief.label(c)))
+        .collect();
     (path, labels)
 }
 

@@ -54,6 +54,33 @@ pub fn real_records(path: &Path) -> Vec<Complaint> {
         .collect()
 }
 
+/// The held-out quarter of the bundled sample (the 25 % hash split that `train` and
+/// [`fast_model`] hold out), written to `dir/held-out.jsonl` as JSON Lines in the sample's own
+/// field names; returns the file and its complaints, in file order.
+pub fn write_held_out(dir: &Path) -> (PathBuf, Vec<Complaint>) {
+    use std::io::Write;
+    let sample = complaintflow_datasets::bundled_sample_path();
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let complaints = real_records(&sample);
+    assert_eq!(
+        records.len(),
+        complaints.len(),
+        "every sample record is valid"
+    );
+    let path = dir.join("held-out.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut kept = Vec::new();
+    for (r, c) in records.iter().zip(complaints) {
+        if !complaintflow_datasets::split::is_train(c.complaint_id, 0.75) {
+            writeln!(f, "{}", serde_json::to_string(r).unwrap()).unwrap();
+            kept.push(c);
+        }
+    }
+    f.flush().unwrap();
+    (path, kept)
+}
+
 /// A model trained with `cfg` on `records`, named `version`.
 pub fn train_model(records: &[Complaint], cfg: &TrainConfig, version: &str) -> Model {
     let mut m = train(records, cfg, &mut |_| {})
