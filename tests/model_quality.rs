@@ -204,3 +204,73 @@ fn a_running_engine_answers_query_quality_and_metrics() {
     );
     e.stop();
 }
+
+#[test]
+fn one_worker_and_two_processes_give_the_same_quality() {
+    let tmp = workdir("");
+    let dir = tmp.path();
+    train_and_promote(dir);
+    let (h, labels) = held_out(dir);
+    let src = format!("file:{}", h.display());
+    let run = |tag: &str, extra: &[&str]| {
+        let mut c = bin(dir);
+        c.args([
+            "run",
+            "--once",
+            "--http-addr",
+            "off",
+            "--max-records-per-epoch",
+            "200",
+            "--source",
+            &src,
+            "--outcomes",
+            &src,
+        ])
+        .args(["--aggregates-out", &format!("{tag}.json")])
+        .args(["--predictions", &format!("{tag}.jsonl")])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let wait = |c: std::process::Child| {
+        let end = complaintflow_testkit::wait_within(c, Duration::from_secs(600));
+        assert!(end.status.success() && !end.timed_out, "{}", end.stderr);
+    };
+    wait(run("w1", &["--workers", "1"]));
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let hosts = dir.join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(0), port(1)),
+    )
+    .unwrap();
+    let h = hosts.to_str().unwrap();
+    let cluster = ["--workers", "1", "--processes", "2", "--hostfile", h];
+    let p0 = run("p0", &[&cluster[..], &["--process", "0"]].concat());
+    let p1 = run("p1", &[&cluster[..], &["--process", "1"]].concat());
+    wait(p0);
+    wait(p1);
+    let acc = |tag: &str| -> serde_json::Value {
+        let a: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{tag}.json"))).unwrap(),
+        )
+        .unwrap();
+        a["model_accuracy"].clone()
+    };
+    let (one, two) = (acc("w1"), acc("p0"));
+    assert_eq!(one, two, "1 worker vs 2 processes");
+    let want = labels.values().filter(|l| l.is_some()).count() as u64;
+    let m = one.as_object().unwrap().values().next().unwrap();
+    assert_eq!(m["labelled"].as_u64(), Some(want));
+    // Process 0 wrote every prediction, so the recount covers the whole cluster.
+    let (labelled, auc) = recount(&dir.join("p0.jsonl"), &labels);
+    assert_eq!(labelled, want);
+    assert!((m["auc"].as_f64().unwrap() - auc).abs() <= 0.005);
+}
