@@ -38,12 +38,13 @@ use chrono::Datelike;
 use complaintflow_datasets::split::fmix64;
 use complaintflow_operators::outcome::LabelledOutcome;
 use complaintflow_operators::publish::SharedDecision;
-use complaintflow_operators::Stash;
+use complaintflow_operators::{Stash, Tap};
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Concat;
 use timely::dataflow::Stream;
 
 pub use metrics::{fine_bin, Action, MonitoringConfig, QualityCounts, QualityMetrics, FINE_BINS};
@@ -281,7 +282,47 @@ pub(crate) fn quality_branch<'s>(
             },
         )
         .as_collection();
-    let labels = upsert_outcomes(outcomes, state).as_collection();
+    // Counters for the ledger, from every worker: outcome records read, label changes.
+    let (outcomes, read) = outcomes.tap("CountOutcomes", |b: &[LabelledOutcome]| {
+        (!b.is_empty()).then_some((b.len() as u64, 0u64))
+    });
+    let (marked, changed) =
+        upsert_outcomes(outcomes).tap("CountLabelChanges", |b: &[(LabelUpdate, bool)]| {
+            let n = b.iter().filter(|(_, first)| *first).count() as u64;
+            (n > 0).then_some((0u64, n))
+        });
+    let st = Arc::clone(state);
+    read.concat(changed).sink(
+        Exchange::new(|_: &(u64, u64)| 0u64),
+        "OutcomeCounters",
+        move |(input, _frontier)| {
+            input.for_each_stamp(|_cap, data| {
+                let mut q = lock(&st.quality);
+                for batch in data {
+                    for (r, c) in batch.drain(..) {
+                        q.outcomes_read += r;
+                        q.label_changes += c;
+                    }
+                }
+            });
+        },
+    );
+    let labels = marked
+        .unary::<CapacityContainerBuilder<Vec<LabelUpdate>>, _, _, _>(
+            Pipeline,
+            "LabelUpdates",
+            |_cap, _info| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            session.give_iterator(batch.drain(..).map(|(u, _)| u));
+                        }
+                    });
+                }
+            },
+        )
+        .as_collection();
     let joined = predictions
         .arrange_by_key_named("ArrangePredictions")
         .join_core(
@@ -363,13 +404,12 @@ pub(crate) fn quality_branch<'s>(
 type LabelUpdate = ((u64, bool), u64, isize);
 
 /// The upsert of outcomes by complaint id: each epoch, once complete, applied in read order;
-/// emits the label changes as differential updates `((id, label), epoch, ±1)`.
+/// emits the label changes as differential updates `((id, label), epoch, ±1)`, each marked
+/// `true` when it is the first update of a change (one change gives one or two updates).
 fn upsert_outcomes<'s>(
     outcomes: Stream<'s, u64, Vec<LabelledOutcome>>,
-    state: &Arc<EngineState>,
-) -> Stream<'s, u64, Vec<LabelUpdate>> {
-    let st = Arc::clone(state);
-    outcomes.unary_frontier::<CapacityContainerBuilder<Vec<LabelUpdate>>, _, _, _>(
+) -> Stream<'s, u64, Vec<(LabelUpdate, bool)>> {
+    outcomes.unary_frontier::<CapacityContainerBuilder<Vec<(LabelUpdate, bool)>>, _, _, _>(
         Exchange::new(|o: &LabelledOutcome| fmix64(o.complaint_id)),
         "UpsertOutcomes",
         move |_cap, _info| {
@@ -387,7 +427,6 @@ fn upsert_outcomes<'s>(
                 while let Some((t, caps, mut held)) = stash.pop_complete(frontier.frontier()) {
                     // Read order: the later of two outcomes of one complaint wins.
                     held.sort_by_key(|o| o.offset);
-                    let mut changes = 0u64;
                     let mut session = output.session(&caps[0]);
                     for o in &held {
                         let old = match current.get(&o.complaint_id) {
@@ -400,18 +439,16 @@ fn upsert_outcomes<'s>(
                         };
                         current.insert(o.complaint_id, (o.label, o.offset));
                         if old != o.label {
-                            changes += 1;
+                            let mut first = true;
                             if let Some(l) = old {
-                                session.give(((o.complaint_id, l), t, -1));
+                                session.give((((o.complaint_id, l), t, -1), first));
+                                first = false;
                             }
                             if let Some(l) = o.label {
-                                session.give(((o.complaint_id, l), t, 1));
+                                session.give((((o.complaint_id, l), t, 1), first));
                             }
                         }
                     }
-                    let mut q = lock(&st.quality);
-                    q.outcomes_read += held.len() as u64;
-                    q.label_changes += changes;
                 }
             }
         },
