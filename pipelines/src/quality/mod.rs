@@ -21,10 +21,14 @@
 //!   which go to global worker 0 and update [`QualityLedger`] in the engine's state.
 //! - Metrics are computed from the ledger when asked ([`QualityLedger::report`]).
 //!
-//! **Memory.** Both arrangements hold every prediction and every current label (the join
-//! needs them: an outcome may arrive months after its prediction): measured 0.25–0.3 KB per
-//! prediction. Differential compacts them as the frontier advances (the join holds the only
-//! trace handles). The ledger holds at most [`FINE_BINS`] × 2 counts per (version, scope).
+//! **Memory and cost.** Both arrangements hold every prediction and every current label (an
+//! outcome may arrive months after its prediction); the join holds the only trace handles, so
+//! differential compacts them as the frontiers advance, and once the outcome source has ended
+//! it drops the predictions (nothing can match them any more). Measured (2 cores, 2 workers,
+//! 1,000,000 resampled complaints each joined with its outcome, `run --once`, one sitting,
+//! another build running): peak RSS 383 MB against 128 MB without outcomes (≈ 0.26 KB per
+//! joined complaint), 30.2 s against 16.4 s. The ledger holds at most [`FINE_BINS`] × 2 counts
+//! per (version, scope).
 //!
 //! **Completeness.** The ledger is stamped `as_of` = the last epoch the join's output frontier
 //! has passed on worker 0: every prediction and outcome of epochs ≤ `as_of` is counted.
