@@ -151,6 +151,7 @@ const NAMES: &[&str] = &[
     "dashboard",
     "alerts",
     "postgres",
+    "monitoring",
     "API token",
     "token",
 ];
