@@ -570,14 +570,28 @@ pub fn psi(expected: &HistogramSnapshot, actual: &HistogramSnapshot) -> Option<f
     if ne == 0 || na == 0 {
         return None;
     }
+    Some(psi_of(
+        expected
+            .counts
+            .iter()
+            .zip(&actual.counts)
+            .map(|(e, a)| (*e, *a)),
+        ne,
+        na,
+    ))
+}
+
+/// PSI of paired counts `(expected, actual)` with totals `ne`, `na` (both > 0); a share is
+/// floored at 1e-4 so that an empty bin on one side stays finite.
+fn psi_of(pairs: impl Iterator<Item = (u64, u64)>, ne: u64, na: u64) -> f64 {
     const FLOOR: f64 = 1e-4;
-    let mut total = 0.0;
-    for (e, a) in expected.counts.iter().zip(&actual.counts) {
-        let pe = (*e as f64 / ne as f64).max(FLOOR);
-        let pa = (*a as f64 / na as f64).max(FLOOR);
-        total += (pa - pe) * (pa / pe).ln();
-    }
-    Some(total)
+    pairs
+        .map(|(e, a)| {
+            let pe = (e as f64 / ne as f64).max(FLOOR);
+            let pa = (a as f64 / na as f64).max(FLOOR);
+            (pa - pe) * (pa / pe).ln()
+        })
+        .sum()
 }
 
 /// PSI of a categorical mix (e.g. complaints by product) against the training mix, over the
@@ -600,15 +614,15 @@ pub fn categorical_psi(
     if ne == 0 || na == 0 {
         return None;
     }
-    const FLOOR: f64 = 1e-4;
     let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
-    let mut total = 0.0;
-    for k in keys {
-        let pe = (*expected.get(k).unwrap_or(&0) as f64 / ne as f64).max(FLOOR);
-        let pa = (*actual.get(k).unwrap_or(&0) as f64 / na as f64).max(FLOOR);
-        total += (pa - pe) * (pa / pe).ln();
-    }
-    Some(total)
+    let count =
+        |m: &std::collections::BTreeMap<String, u64>, k: &String| m.get(k).copied().unwrap_or(0);
+    Some(psi_of(
+        keys.into_iter()
+            .map(|k| (count(expected, k), count(actual, k))),
+        ne,
+        na,
+    ))
 }
 
 /// PSI of live scores against training scores when the live histogram has at least
