@@ -283,7 +283,9 @@ fn kill_9_over_kafka_and_restart_leave_the_tables_of_an_uninterrupted_run() {
 
     // The reference: one uninterrupted run into its own schema.
     kafka_support::copy_registry(dir, "state", "ref");
-    let mut args = vec!["--until-idle", "3s"];
+    // Frequent checkpoints: the whole backlog can be read within one default interval (1 s),
+    // and the kill must land mid-stream.
+    let mut args = vec!["--until-idle", "3s", "--checkpoint-ms", "50"];
     args.extend(pg_only);
     wait_ok(kafka_engine(dir, "ref", b, &args), "the reference run");
     assert_eq!(
