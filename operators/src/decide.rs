@@ -22,7 +22,7 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::record::{now_ms, Prediction};
-use crate::rules::{CapacityQuantile, CompiledRules, Decision, DecisionRules};
+use crate::rules::{CapacityQuantile, CompiledRules, Decision, DecisionRules, EscalationRule};
 
 /// A timestamp that names an epoch (the number written in [`Decision::epoch`]).
 pub trait AsEpoch {
@@ -77,10 +77,9 @@ pub trait Decide<'s, T: Timestamp + TotalOrder + AsEpoch> {
 
 impl<'s, T: Timestamp + TotalOrder + AsEpoch> Decide<'s, T> for Stream<'s, T, Vec<Prediction>> {
     fn decide(self, rules: &DecisionRules) -> Stream<'s, T, Vec<Decision>> {
-        let raw_rules = rules.clone();
-        let capacity = rules.escalate_top_percent.is_some();
+        // Under `escalate_top_percent`: the live distribution of this worker's scores.
+        let mut live = rules.escalate_top_percent.map(CapacityQuantile::new);
         let rules = CompiledRules::new(rules);
-        let mut live = CapacityQuantile::default();
         self.unary(Pipeline, "Decide", move |_cap, _info| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -88,14 +87,17 @@ impl<'s, T: Timestamp + TotalOrder + AsEpoch> Decide<'s, T> for Stream<'s, T, Ve
                     let now = now_ms();
                     let mut session = output.session(&cap);
                     for batch in data {
-                        // Under `escalate_top_percent`, one threshold per batch, from the
-                        // scores decided before it.
-                        let rule = live.rule(&raw_rules);
-                        if capacity {
-                            for p in batch.iter() {
-                                live.observe(p.score);
+                        // One threshold per batch, from the scores decided before it.
+                        let rule = match live.as_mut() {
+                            Some(q) => {
+                                let rule = q.rule();
+                                for p in batch.iter() {
+                                    q.observe(p.score);
+                                }
+                                rule
                             }
-                        }
+                            None => EscalationRule::Fixed,
+                        };
                         for p in batch.drain(..) {
                             let mut d = rules.decide_owned_with(p, &rule);
                             d.epoch = epoch;

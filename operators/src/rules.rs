@@ -277,7 +277,6 @@ struct LegalMatcher {
     unicode: bool,
 }
 
-/// What the rules say about one scored complaint, before the record is built.
 /// Scores seen before `escalate_top_percent` replaces the fixed threshold.
 pub const CAPACITY_WARMUP: u64 = 200;
 
@@ -306,71 +305,82 @@ impl EscalationRule {
     }
 }
 
-/// The live distribution of scores behind `escalate_top_percent`: 10,000 bins of 0.0001.
+/// Fine score bins: 10,000, each 0.0001 wide (the live quantile of `escalate_top_percent`,
+/// the live quality counts of the pipelines).
+pub const FINE_BINS: u16 = 10_000;
+
+/// The fine bin of a score in [0, 1] (NaN and out-of-range scores clamp to the ends).
 ///
 /// ```
-/// use complaintflow_operators::rules::{CapacityQuantile, DecisionRules, EscalationRule};
-/// let rules = DecisionRules { escalate_top_percent: Some(10.0), ..DecisionRules::default() };
-/// let mut q = CapacityQuantile::default();
-/// assert_eq!(q.rule(&rules), EscalationRule::Fixed); // warming up
+/// use complaintflow_operators::rules::{fine_bin, FINE_BINS};
+/// assert_eq!((fine_bin(0.0), fine_bin(0.12345), fine_bin(1.0)), (0, 1234, FINE_BINS - 1));
+/// ```
+pub fn fine_bin(score: f64) -> u16 {
+    if score.is_nan() {
+        return 0;
+    }
+    let b = (score.clamp(0.0, 1.0) * f64::from(FINE_BINS)) as u32;
+    u16::try_from(b.min(u32::from(FINE_BINS) - 1)).unwrap_or(FINE_BINS - 1)
+}
+
+/// The live distribution of scores behind `escalate_top_percent`, in [`FINE_BINS`] bins.
+///
+/// ```
+/// use complaintflow_operators::rules::{CapacityQuantile, EscalationRule};
+/// let mut q = CapacityQuantile::new(10.0);
+/// assert_eq!(q.rule(), EscalationRule::Fixed); // warming up
 /// for i in 0..1000 { q.observe(f64::from(i) / 1000.0); }
-/// let EscalationRule::Capacity { threshold, scores, .. } = q.rule(&rules) else { panic!() };
+/// let EscalationRule::Capacity { threshold, scores, .. } = q.rule() else { panic!() };
 /// assert!((threshold - 0.1).abs() < 0.002 && scores == 1000);
 /// ```
 #[derive(Clone, Debug)]
 pub struct CapacityQuantile {
+    percent: f64,
     counts: Vec<u64>,
     total: u64,
 }
 
-impl Default for CapacityQuantile {
-    fn default() -> Self {
+impl CapacityQuantile {
+    /// An empty distribution for `escalate_top_percent = percent`.
+    pub fn new(percent: f64) -> CapacityQuantile {
         CapacityQuantile {
-            counts: vec![0; 10_000],
+            percent,
+            counts: vec![0; usize::from(FINE_BINS)],
             total: 0,
         }
     }
-}
 
-impl CapacityQuantile {
     /// One more score.
     pub fn observe(&mut self, score: f64) {
-        let b = if score.is_nan() {
-            0
-        } else {
-            ((score.clamp(0.0, 1.0) * 10_000.0) as usize).min(9_999)
-        };
-        self.counts[b] += 1;
+        self.counts[usize::from(fine_bin(score))] += 1;
         self.total += 1;
     }
 
-    /// The rule to apply now under `rules`.
-    pub fn rule(&self, rules: &DecisionRules) -> EscalationRule {
-        let Some(percent) = rules.escalate_top_percent else {
-            return EscalationRule::Fixed;
-        };
+    /// The rule to apply now: the fixed threshold while warming up, then the quantile.
+    pub fn rule(&self) -> EscalationRule {
         if self.total < CAPACITY_WARMUP {
             return EscalationRule::Fixed;
         }
         // The upper edge of the bin holding the `percent` quantile.
-        let want = (self.total as f64 * percent / 100.0).ceil() as u64;
+        let want = (self.total as f64 * self.percent / 100.0).ceil() as u64;
         let mut seen = 0u64;
         let mut threshold = 1.0;
         for (b, n) in self.counts.iter().enumerate() {
             seen += n;
             if seen >= want.max(1) {
-                threshold = (b + 1) as f64 / 10_000.0;
+                threshold = (b + 1) as f64 / f64::from(FINE_BINS);
                 break;
             }
         }
         EscalationRule::Capacity {
-            percent,
+            percent: self.percent,
             threshold,
             scores: self.total,
         }
     }
 }
 
+/// What the rules say about one scored complaint, before the record is built.
 struct Verdict {
     escalate: bool,
     band: u8,

@@ -26,22 +26,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Score bins of the counts: 10,000, each 0.0001 wide.
-pub const FINE_BINS: u16 = 10_000;
-
-/// The fine bin of a score in [0, 1] (NaN and out-of-range scores clamp to the ends).
-///
-/// ```
-/// use complaintflow_pipelines::quality::{fine_bin, FINE_BINS};
-/// assert_eq!((fine_bin(0.0), fine_bin(0.12345), fine_bin(1.0)), (0, 1234, FINE_BINS - 1));
-/// ```
-pub fn fine_bin(score: f64) -> u16 {
-    if score.is_nan() {
-        return 0;
-    }
-    let b = (score.clamp(0.0, 1.0) * f64::from(FINE_BINS)) as u32;
-    u16::try_from(b.min(u32::from(FINE_BINS) - 1)).unwrap_or(FINE_BINS - 1)
-}
+pub use complaintflow_operators::rules::{fine_bin, FINE_BINS};
 
 /// Labelled counts of one model version in one scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
