@@ -121,8 +121,8 @@ impl ClosedLoop {
         match &mut self.phase {
             Phase::Watching => {
                 let champion = production(state)?;
-                let report = state.quality_report();
-                let q = report.versions.get(&champion)?;
+                // The champion's overall counts only (not the report of every scope).
+                let q = m.action(&counts(state, &champion).metrics());
                 if q.action != "RETRAIN" {
                     return None;
                 }
