@@ -224,13 +224,22 @@ pub struct Drift {
 
 impl QualityLedger {
     /// Applies a delta.
-    pub fn apply(&mut self, d: &QualityDelta) {
-        let key = (Arc::clone(&d.version), d.scope.clone());
-        let c = self.counts.entry(key).or_default();
-        c.add(d.bin, d.escalated, d.label, d.diff);
-        if c.bins.is_empty() {
-            self.counts
-                .remove(&(Arc::clone(&d.version), d.scope.clone()));
+    pub fn apply(&mut self, d: QualityDelta) {
+        let key = (d.version, d.scope);
+        match self.counts.get_mut(&key) {
+            Some(c) => {
+                c.add(d.bin, d.escalated, d.label, d.diff);
+                if c.bins.is_empty() {
+                    self.counts.remove(&key);
+                }
+            }
+            None => {
+                let mut c = QualityCounts::default();
+                c.add(d.bin, d.escalated, d.label, d.diff);
+                if !c.bins.is_empty() {
+                    self.counts.insert(key, c);
+                }
+            }
         }
     }
 
@@ -410,7 +419,7 @@ pub(crate) fn quality_branch<'s>(
                 input.for_each_stamp(|_cap, data| {
                     let mut q = lock(&st.quality);
                     for batch in data {
-                        for d in batch.iter() {
+                        for d in batch.drain(..) {
                             q.apply(d);
                         }
                     }
