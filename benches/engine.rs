@@ -4,7 +4,7 @@
 //! graph, with 1 and 2 worker threads.
 //!
 //! Data: the 5,370 real complaints of `complaints-dev.json` (or the bundled 4,303-record
-//! sample when `../shared` is absent), RESAMPLED with replacement (seed 1) to 1,000,000
+//! sample when `../shared` is absent), RESAMPLED with replacement (seed 1) to 300,000
 //! records with fresh synthetic ids (`RESAMPLED_ID_BASE`+), written to a temp file named
 //! `synthetic-resampled-1000000.jsonl` — synthetic replication of real records, not new real
 //! data. `CF_BENCH_RECORDS` overrides the count. The model is trained first on the real file
@@ -32,6 +32,10 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
+/// The allocator of the `complaintflow` binary, so the bench measures what `run` delivers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
 
 struct Setup {
@@ -52,7 +56,7 @@ fn setup() -> Setup {
     let n: u64 = std::env::var("CF_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(300_000);
     let t = Instant::now();
     let model = complaintflow_testkit::train_model(
         &real,

@@ -42,6 +42,10 @@ use complaintflow_pipelines::kafka::{KafkaSinkTopics, KafkaSinks, KafkaSource};
 use complaintflow_pipelines::{start, CheckpointConfig, EngineConfig, SourceSpec};
 use complaintflow_testkit::{tansu_bin as tansu, Broker};
 
+/// The allocator of the `complaintflow` binary, so the bench measures what `run` delivers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

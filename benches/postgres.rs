@@ -35,6 +35,10 @@ use complaintflow_pipelines::sinks::postgres::{
 use complaintflow_pipelines::{EngineOutputs, Sink};
 use timely::dataflow::operators::{Input, Probe};
 
+/// The allocator of the `complaintflow` binary, so the bench measures what `run` delivers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()

@@ -98,12 +98,17 @@ impl<'s, T: Timestamp + TotalOrder + AsEpoch> Decide<'s, T> for Stream<'s, T, Ve
                             }
                             None => EscalationRule::Fixed,
                         };
-                        for p in batch.drain(..) {
-                            let mut d = rules.decide_owned_with(p, &rule);
-                            d.epoch = epoch;
-                            d.decided_ms = now;
-                            session.give(d);
-                        }
+                        // One output batch per input batch.
+                        let mut decided: Vec<Decision> = batch
+                            .drain(..)
+                            .map(|p| {
+                                let mut d = rules.decide_owned_with(p, &rule);
+                                d.epoch = epoch;
+                                d.decided_ms = now;
+                                d
+                            })
+                            .collect();
+                        session.give_container(&mut decided);
                     }
                 });
             }

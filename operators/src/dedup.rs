@@ -105,12 +105,16 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
     let mut dup_out = OutputBuilder::<T, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dup_out);
     builder.build(move |_caps| {
         let mut admitted: Vec<u64> = Vec::new();
-        let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0, 1]);
+        // The epoch's batches as they arrived: never concatenated (no reallocation and copy of
+        // a growing vector of complaints), never sorted (see `verdicts`).
+        let mut stash: Stash<T, Vec<Vec<Parsed>>> = Stash::new(&[0, 1]);
         move |frontiers| {
             input.for_each_stamp(|cap, data| {
-                if let Some(recs) = stash.at(&cap) {
+                if let Some(batches) = stash.at(&cap) {
                     for batch in data {
-                        recs.append(batch);
+                        if !batch.is_empty() {
+                            batches.push(std::mem::take(batch));
+                        }
                     }
                 }
             });
@@ -119,27 +123,53 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
             };
             let mut ok = ok_out.activate();
             let mut dup = dup_out.activate();
-            while let Some((t, caps, mut recs)) = stash.pop_complete(frontier.frontier()) {
+            while let Some((t, caps, batches)) = stash.pop_complete(frontier.frontier()) {
                 let (Some(c0), Some(c1)) = (caps.first(), caps.get(1)) else {
                     continue;
                 };
-                // Records of one source arrive in order: sort only when they do not.
-                if !recs.is_sorted_by(|a, b| a.origin <= b.origin) {
-                    recs.sort_by(|a, b| a.origin.cmp(&b.origin));
-                }
+                let keep = verdicts(&batches, &mut seen);
                 let mut ok_session = ok.session(c0);
                 let mut dup_session = dup.session(c1);
-                for mut p in recs {
-                    let id = p.complaint.complaint_id.0;
-                    if seen.admit(id) {
-                        if log.is_some() {
-                            admitted.push(id);
-                        }
-                        p.raw = Vec::new();
-                        ok_session.give(p);
-                    } else {
-                        dup_session.give(duplicate(p));
+                let mut out: Vec<Parsed> = Vec::new();
+                let mut flags = keep.into_iter();
+                for mut batch in batches {
+                    let n = batch.len();
+                    let kept: Vec<bool> = flags.by_ref().take(n).collect();
+                    if log.is_some() {
+                        admitted.extend(
+                            batch
+                                .iter()
+                                .zip(&kept)
+                                .filter(|(_, k)| **k)
+                                .map(|(p, _)| p.complaint.complaint_id.0),
+                        );
                     }
+                    if n >= PASS_THROUGH && out.is_empty() && kept.iter().all(|k| *k) {
+                        // A large batch with nothing to drop moves on as it is.
+                        for p in &mut batch {
+                            p.raw = Vec::new();
+                        }
+                        ok_session.give_container(&mut batch);
+                        continue;
+                    }
+                    for (mut p, k) in batch.into_iter().zip(kept) {
+                        if k {
+                            p.raw = Vec::new();
+                            if out.capacity() == 0 {
+                                out.reserve(OUT_BATCH);
+                            }
+                            out.push(p);
+                            if out.len() >= OUT_BATCH {
+                                ok_session.give_container(&mut out);
+                                out = Vec::new();
+                            }
+                        } else {
+                            dup_session.give(duplicate(p));
+                        }
+                    }
+                }
+                if !out.is_empty() {
+                    ok_session.give_container(&mut out);
                 }
                 // The log holds the epoch before its output's capabilities drop.
                 let rotated = seen.end_epoch();
@@ -155,6 +185,66 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
         }
     });
     (ok_stream, dup_stream)
+}
+
+/// Input batches of at least this many records, all kept, pass through unchanged; smaller
+/// ones (an exchange between workers cuts batches of ~16 complaints) are gathered into
+/// batches of [`OUT_BATCH`].
+const PASS_THROUGH: usize = 256;
+/// Records per output batch when batches are gathered.
+const OUT_BATCH: usize = 1024;
+
+/// Which records of a complete epoch are kept, in arrival order: an id not seen in an earlier
+/// epoch (nor earlier in the window) is kept once, in its occurrence with the smallest
+/// [`Origin`](crate::record::Origin), so the answer does not depend on how the epoch's records
+/// were interleaved by the exchange (nor on the number of workers).
+///
+/// One probe of the window per record; only when the epoch holds a repeat is a map built of
+/// the ids admitted in it, to move the admission to the repeat if it came first in origin
+/// order. No sort.
+fn verdicts(batches: &[Vec<Parsed>], seen: &mut SeenWindow) -> Vec<bool> {
+    let total = batches.iter().map(Vec::len).sum();
+    let mut keep = Vec::with_capacity(total);
+    // (batch, index, flat index) of every record that was not admitted.
+    let mut repeats: Vec<(usize, usize, usize)> = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for (i, p) in batch.iter().enumerate() {
+            let admitted = seen.admit(p.complaint.complaint_id.0);
+            if !admitted {
+                repeats.push((b, i, keep.len()));
+            }
+            keep.push(admitted);
+        }
+    }
+    if repeats.is_empty() {
+        return keep;
+    }
+    let id = |b: usize, i: usize| batches[b][i].complaint.complaint_id.0;
+    let repeated: std::collections::HashSet<u64> =
+        repeats.iter().map(|&(b, i, _)| id(b, i)).collect();
+    // The occurrence of each repeated id admitted in this epoch (none: seen in an earlier one).
+    let mut first: std::collections::HashMap<u64, (usize, usize, usize)> =
+        std::collections::HashMap::new();
+    let mut f = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        for (i, p) in batch.iter().enumerate() {
+            let pid = p.complaint.complaint_id.0;
+            if keep[f] && repeated.contains(&pid) {
+                first.insert(pid, (b, i, f));
+            }
+            f += 1;
+        }
+    }
+    for (b, i, f) in repeats {
+        if let Some(k) = first.get_mut(&id(b, i)) {
+            if batches[b][i].origin < batches[k.0][k.1].origin {
+                keep[k.2] = false;
+                keep[f] = true;
+                *k = (b, i, f);
+            }
+        }
+    }
+    keep
 }
 
 fn duplicate(p: Parsed) -> DeadLetter {
@@ -216,6 +306,56 @@ mod tests {
             .collect();
         kept.sort();
         kept.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Within one epoch the occurrence with the smallest origin is kept, whatever the order
+    /// the records arrive in (an exchange interleaves the workers' batches).
+    #[test]
+    fn within_an_epoch_the_smallest_origin_wins_in_any_arrival_order() {
+        let (ok, dups) = timely::example(|scope| {
+            let (mut raw, raw_stream) = scope.new_input::<Vec<RawInput>>();
+            let (parsed, _) = raw_stream.parse_complaints(&ValidationOptions::default());
+            let (ok, dups) = parsed.dedup_by_id();
+            // id 7 at offsets 9, 3, 5 (kept: 3); id 8 once; id 9 at 4 then 1 (kept: 1).
+            for (id, offset) in [(7, 9), (8, 2), (7, 3), (9, 4), (7, 5), (9, 1)] {
+                raw.send(RawInput::new(
+                    format!(r#"{{"complaint_id":"{id}","date_received":"2020-01-02"}}"#)
+                        .into_bytes(),
+                    Origin::file("x", offset),
+                ));
+            }
+            raw.advance_to(1);
+            // A later epoch: every occurrence of a known id is a duplicate.
+            raw.send(RawInput::new(
+                br#"{"complaint_id":"7","date_received":"2020-01-02"}"#.to_vec(),
+                Origin::file("x", 0),
+            ));
+            (ok.capture(), dups.capture())
+        });
+        let mut kept: Vec<(u64, i64)> = ok
+            .try_iter()
+            .flat_map(|e| match e {
+                Event::Messages(_, v) => v,
+                _ => Vec::new(),
+            })
+            .map(|p| (p.complaint.complaint_id.0, p.origin.offset))
+            .collect();
+        kept.sort();
+        assert_eq!(kept, [(7, 3), (8, 2), (9, 1)]);
+        let mut dropped: Vec<(String, i64)> = dups
+            .try_iter()
+            .flat_map(|e| match e {
+                Event::Messages(_, v) => v,
+                _ => Vec::new(),
+            })
+            .map(|d| (d.complaint_id.unwrap_or_default(), d.origin.offset))
+            .collect();
+        dropped.sort();
+        let want: Vec<(String, i64)> = [("7", 0), ("7", 5), ("7", 9), ("9", 4)]
+            .into_iter()
+            .map(|(i, o)| (i.to_string(), o))
+            .collect();
+        assert_eq!(dropped, want);
     }
 
     #[test]

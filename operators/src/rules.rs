@@ -268,6 +268,42 @@ pub struct CompiledRules {
     legal_queue: Arc<str>,
     /// Legal terms; `None` when legal review is off or there are no terms.
     legal: Option<LegalMatcher>,
+    /// `" below escalation threshold {escalate_below:.3}"`, formatted once.
+    below_fixed: String,
+}
+
+/// Appends `x` as `format!("{x:.3}")` would. For scores whose thousandths are unambiguous
+/// (all but a vanishing few, within 1e-9 of a rounding tie) it writes the rounded integer
+/// of thousandths directly; otherwise, and for values outside [0, 1000), it formats.
+///
+/// ```
+/// # use complaintflow_operators::rules::push_3_decimals;
+/// for x in [0.0, 0.0155242, 0.0305, 0.9999, 0.0625, 1.0, 12.3456, -0.25, f64::NAN] {
+///     let mut s = String::new();
+///     push_3_decimals(&mut s, x);
+///     assert_eq!(s, format!("{x:.3}"));
+/// }
+/// ```
+pub fn push_3_decimals(out: &mut String, x: f64) {
+    let t = x * 1000.0;
+    let k = t.round();
+    if (0.0..1_000_000.0).contains(&t) && ((t - k).abs() - 0.5).abs() > 1e-9 {
+        let k = k as u64;
+        let mut ints = itoa::Buffer::new();
+        out.push_str(ints.format(k / 1000));
+        out.push('.');
+        let frac = k % 1000;
+        if frac < 100 {
+            out.push('0');
+        }
+        if frac < 10 {
+            out.push('0');
+        }
+        out.push_str(ints.format(frac));
+    } else {
+        use std::fmt::Write;
+        let _ = write!(out, "{x:.3}");
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -422,6 +458,7 @@ impl CompiledRules {
             default_queue: Arc::from(rules.default_queue.as_str()),
             legal_queue: Arc::from(rules.legal_queue.as_str()),
             legal,
+            below_fixed: format!(" below escalation threshold {:.3}", rules.escalate_below),
         }
     }
 
@@ -496,10 +533,13 @@ impl CompiledRules {
         let mut reasons = Vec::new();
         if v.escalate {
             reasons.push(match rule {
-                EscalationRule::Fixed => format!(
-                    "predicted success {score:.3} below escalation threshold {:.3}",
-                    r.escalate_below
-                ),
+                EscalationRule::Fixed => {
+                    let mut s = String::with_capacity(64);
+                    s.push_str("predicted success ");
+                    push_3_decimals(&mut s, score);
+                    s.push_str(&self.below_fixed);
+                    s
+                }
                 EscalationRule::Capacity {
                     percent,
                     threshold,
@@ -516,8 +556,10 @@ impl CompiledRules {
         } else {
             3
         };
-        if base_band < 3 {
-            reasons.push(format!("score band P{base_band}"));
+        match base_band {
+            1 => reasons.push("score band P1".to_string()),
+            2 => reasons.push("score band P2".to_string()),
+            _ => {}
         }
         if r.servicemember_raises_priority && c.tags.servicemember() {
             reasons.push("tagged Servicemember: priority raised".to_string());
@@ -553,7 +595,7 @@ impl CompiledRules {
     ) -> Decision {
         let v = self.verdict(c, score, &EscalationRule::Fixed);
         Decision {
-            complaint_id: c.complaint_id.0.to_string(),
+            complaint_id: itoa::Buffer::new().format(c.complaint_id.0).to_owned(),
             model_version: Arc::from(model_version),
             score,
             predicted_success,
@@ -592,7 +634,7 @@ impl CompiledRules {
         let reasons = self.reasons(&parsed.complaint, score, &v, rule);
         let c = parsed.complaint;
         Decision {
-            complaint_id: c.complaint_id.0.to_string(),
+            complaint_id: itoa::Buffer::new().format(c.complaint_id.0).to_owned(),
             model_version,
             score,
             predicted_success,

@@ -137,7 +137,9 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
     fn score(self, models: Stream<'s, T, Vec<ModelUpdate>>) -> Stream<'s, T, Vec<Prediction>> {
         let models = models.broadcast();
         self.binary_frontier(models, Pipeline, Pipeline, "Score", move |_cap, _info| {
-            let mut stash: Stash<T, Vec<Parsed>> = Stash::new(&[0]);
+            // Each epoch's batches as they arrived (never concatenated: no reallocation and
+            // copy of a growing vector of complaints).
+            let mut stash: Stash<T, Vec<Vec<Parsed>>> = Stash::new(&[0]);
             let mut live: Vec<Live<T>> = Vec::new();
             let mut buf = SparseFeatures::new();
             let mut warned_no_model = false;
@@ -158,9 +160,11 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                 });
                 live.sort_by(|a, b| a.time.cmp(&b.time));
                 complaints.for_each_stamp(|cap, data| {
-                    if let Some(recs) = stash.at(&cap) {
+                    if let Some(batches) = stash.at(&cap) {
                         for batch in data {
-                            recs.append(batch);
+                            if !batch.is_empty() {
+                                batches.push(std::mem::take(batch));
+                            }
                         }
                     }
                 });
@@ -179,21 +183,28 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                         }
                         break;
                     };
-                    let Some((_, caps, recs)) = stash.pop_complete(model_frontier.frontier()) else { break };
+                    let Some((_, caps, batches)) = stash.pop_complete(model_frontier.frontier()) else { break };
                     let Some(cap) = caps.first() else { continue };
                     let mut session = output.session(cap);
-                    for p in recs {
-                        let m = match cand {
-                            Some((c, f)) if ab_bucket(p.complaint.complaint_id) < f => c,
-                            _ => prod,
-                        };
-                        let score = m.model.score(&p.complaint, &mut buf);
-                        session.give(Prediction {
-                            parsed: p,
-                            score,
-                            predicted_success: m.model.predict(score),
-                            model_version: Arc::clone(&m.version),
-                        });
+                    for batch in batches {
+                        // One output batch per input batch.
+                        let mut scored: Vec<Prediction> = batch
+                            .into_iter()
+                            .map(|p| {
+                                let m = match cand {
+                                    Some((c, f)) if ab_bucket(p.complaint.complaint_id) < f => c,
+                                    _ => prod,
+                                };
+                                let score = m.model.score(&p.complaint, &mut buf);
+                                Prediction {
+                                    parsed: p,
+                                    score,
+                                    predicted_success: m.model.predict(score),
+                                    model_version: Arc::clone(&m.version),
+                                }
+                            })
+                            .collect();
+                        session.give_container(&mut scored);
                     }
                 }
                 // Forget models that no pending or future complaint can use: everything before
