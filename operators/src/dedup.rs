@@ -27,13 +27,14 @@
 use complaintflow_datasets::split::fmix64;
 use complaintflow_datasets::ErrorKind;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::ExchangeCore;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::batches::LargeBatches;
 use crate::record::{DeadLetter, Parsed};
 use crate::stash::Stash;
 
@@ -95,9 +96,13 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
 ) -> (Stream<'s, T, Vec<Parsed>>, Stream<'s, T, Vec<DeadLetter>>) {
     let this = stream;
     let mut builder = OperatorBuilder::new("DedupById".to_owned(), this.scope());
+    // Batches of 1,024 through the exchange (timely's default would ship ~16 complaints a
+    // message).
     let mut input = builder.new_input(
         this,
-        Exchange::new(|p: &Parsed| fmix64(p.complaint.complaint_id.0)),
+        ExchangeCore::<LargeBatches<Parsed, OUT_BATCH>, _>::new_core(|p: &Parsed| {
+            fmix64(p.complaint.complaint_id.0)
+        }),
     );
     let (ok_out, ok_stream) = builder.new_output::<Vec<Parsed>>();
     let (dup_out, dup_stream) = builder.new_output::<Vec<DeadLetter>>();
@@ -188,10 +193,10 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
 }
 
 /// Input batches of at least this many records, all kept, pass through unchanged; smaller
-/// ones (an exchange between workers cuts batches of ~16 complaints) are gathered into
-/// batches of [`OUT_BATCH`].
+/// ones (the tail of an activation's share of the exchange) are gathered into batches of
+/// [`OUT_BATCH`].
 const PASS_THROUGH: usize = 256;
-/// Records per output batch when batches are gathered.
+/// Records per batch through the exchange and per output batch when batches are gathered.
 const OUT_BATCH: usize = 1024;
 
 /// Which records of a complete epoch are kept, in arrival order: an id not seen in an earlier

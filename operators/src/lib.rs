@@ -65,6 +65,7 @@
 //! [`Stream`]: timely::dataflow::Stream
 #![warn(missing_docs)]
 
+pub mod batches;
 pub mod decide;
 pub mod dedup;
 pub mod featurize;
