@@ -472,11 +472,12 @@ fn convert(mut raw: RawFields<'_>, opts: &ValidationOptions) -> Result<Complaint
     }
     let company_public_response = text(f::PUBLIC_RESPONSE)?;
     let company = text(f::COMPANY)?;
-    let state_text = text(f::STATE)?;
     let consumer_consent_provided = text(f::CONSENT)?;
     let submitted_via = text(f::SUBMITTED_VIA)?;
-    let tags_text = text(f::TAGS)?;
-    let response_text = text(f::COMPANY_RESPONSE)?;
+    let state_text = text_ref(f::STATE, take(&mut raw, f::STATE)).map_err(with_id)?;
+    let tags_text = text_ref(f::TAGS, take(&mut raw, f::TAGS)).map_err(with_id)?;
+    let response_text =
+        text_ref(f::COMPANY_RESPONSE, take(&mut raw, f::COMPANY_RESPONSE)).map_err(with_id)?;
     let zip_code = zip(take(&mut raw, f::ZIP)).map_err(with_id)?;
     let timely = yes_no(f::TIMELY, take(&mut raw, f::TIMELY)).map_err(with_id)?;
     let consumer_disputed = yes_no(f::DISPUTED, take(&mut raw, f::DISPUTED)).map_err(with_id)?;
@@ -654,13 +655,19 @@ fn complaint_id(v: Option<Val<'_>>) -> Result<ComplaintId, RecordError> {
 }
 
 fn text_field(field: usize, v: Option<Val<'_>>) -> Result<Option<String>, RecordError> {
+    text_ref(field, v).map(|t| t.map(Cow::into_owned))
+}
+
+/// [`text_field`] without copying the text out of the record (for fields that are parsed
+/// into something else: state, tags, company response).
+fn text_ref(field: usize, v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, RecordError> {
     match v {
         None | Some(Val::Null) => Ok(None),
         Some(Val::Str(s)) => {
             if is_missing(&s) {
                 Ok(None)
             } else {
-                Ok(Some(s.into_owned()))
+                Ok(Some(s))
             }
         }
         Some(v) => Err(wrong_type(field, &v, "a string or null")),
