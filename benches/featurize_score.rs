@@ -21,10 +21,6 @@ use complaintflow_models::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// The allocator of the `complaintflow` binary, so the bench measures what `run` delivers.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const DEV: &str = "/work/shared/datasets/cfpb/complaints-dev.json";
 
 fn resampled(real: &[Complaint], n: usize) -> Vec<Complaint> {

@@ -14,10 +14,6 @@ use complaintflow_datasets::reader::{Complaints, Format};
 use complaintflow_datasets::{parse_json_record, ValidationOptions};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-/// The allocator of the `complaintflow` binary, so the bench measures what `run` delivers.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 struct Inputs {
     array: Vec<u8>,
     lines: Vec<u8>,
