@@ -6,7 +6,7 @@
 //! Data: the 5,370 real complaints of `complaints-dev.json` (or the bundled 4,303-record
 //! sample when `../shared` is absent), RESAMPLED with replacement (seed 1) to 300,000
 //! records with fresh synthetic ids (`RESAMPLED_ID_BASE`+), written to a temp file named
-//! `synthetic-resampled-1000000.jsonl` — synthetic replication of real records, not new real
+//! `synthetic-resampled-N.jsonl` — synthetic replication of real records, not new real
 //! data. `CF_BENCH_RECORDS` overrides the count. The model is trained first on the real file
 //! with the default feature families (2 folds, one penalty: weights do not change the cost).
 //!
