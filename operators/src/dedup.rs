@@ -282,6 +282,17 @@ mod tests {
     use timely::dataflow::operators::capture::Event;
     use timely::dataflow::operators::{Capture, Input};
 
+    /// The records of every message a `capture` received.
+    fn messages<D>(captured: std::sync::mpsc::Receiver<Event<u64, Vec<D>>>) -> Vec<D> {
+        captured
+            .try_iter()
+            .flat_map(|e| match e {
+                Event::Messages(_, v) => v,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     /// `ids` one per epoch through a window of generations of 2 ids; the ids kept.
     fn kept(ids: &[u64], epochs: bool) -> Vec<u64> {
         let ids = ids.to_vec();
@@ -301,12 +312,8 @@ mod tests {
             }
             (ok.capture(), dups.capture())
         });
-        let mut kept: Vec<(i64, u64)> = ok
-            .try_iter()
-            .flat_map(|e| match e {
-                Event::Messages(_, v) => v,
-                _ => Vec::new(),
-            })
+        let mut kept: Vec<(i64, u64)> = messages(ok)
+            .into_iter()
             .map(|p| (p.origin.offset, p.complaint.complaint_id.0))
             .collect();
         kept.sort();
@@ -337,22 +344,14 @@ mod tests {
             ));
             (ok.capture(), dups.capture())
         });
-        let mut kept: Vec<(u64, i64)> = ok
-            .try_iter()
-            .flat_map(|e| match e {
-                Event::Messages(_, v) => v,
-                _ => Vec::new(),
-            })
+        let mut kept: Vec<(u64, i64)> = messages(ok)
+            .into_iter()
             .map(|p| (p.complaint.complaint_id.0, p.origin.offset))
             .collect();
         kept.sort();
         assert_eq!(kept, [(7, 3), (8, 2), (9, 1)]);
-        let mut dropped: Vec<(String, i64)> = dups
-            .try_iter()
-            .flat_map(|e| match e {
-                Event::Messages(_, v) => v,
-                _ => Vec::new(),
-            })
+        let mut dropped: Vec<(String, i64)> = messages(dups)
+            .into_iter()
             .map(|d| (d.complaint_id.unwrap_or_default(), d.origin.offset))
             .collect();
         dropped.sort();
