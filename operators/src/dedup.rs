@@ -114,15 +114,7 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
         // a growing vector of complaints), never sorted (see `verdicts`).
         let mut stash: Stash<T, Vec<Vec<Parsed>>> = Stash::new(&[0, 1]);
         move |frontiers| {
-            input.for_each_stamp(|cap, data| {
-                if let Some(batches) = stash.at(&cap) {
-                    for batch in data {
-                        if !batch.is_empty() {
-                            batches.push(std::mem::take(batch));
-                        }
-                    }
-                }
-            });
+            input.for_each_stamp(|cap, data| stash.keep_batches(&cap, data));
             let Some(frontier) = frontiers.first() else {
                 return;
             };
@@ -136,15 +128,16 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
                 let mut ok_session = ok.session(c0);
                 let mut dup_session = dup.session(c1);
                 let mut out: Vec<Parsed> = Vec::new();
-                let mut flags = keep.into_iter();
+                let mut from = 0;
                 for mut batch in batches {
                     let n = batch.len();
-                    let kept: Vec<bool> = flags.by_ref().take(n).collect();
+                    let kept = &keep[from..from + n];
+                    from += n;
                     if log.is_some() {
                         admitted.extend(
                             batch
                                 .iter()
-                                .zip(&kept)
+                                .zip(kept)
                                 .filter(|(_, k)| **k)
                                 .map(|(p, _)| p.complaint.complaint_id.0),
                         );
@@ -157,7 +150,7 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
                         ok_session.give_container(&mut batch);
                         continue;
                     }
-                    for (mut p, k) in batch.into_iter().zip(kept) {
+                    for (mut p, &k) in batch.into_iter().zip(kept) {
                         if k {
                             p.raw = Vec::new();
                             if out.capacity() == 0 {
@@ -166,7 +159,8 @@ fn dedup<'s, T: Timestamp + TotalOrder, E: Fn(&T) -> u64 + 'static>(
                             out.push(p);
                             if out.len() >= OUT_BATCH {
                                 ok_session.give_container(&mut out);
-                                out = Vec::new();
+                                // The channel may hand back a used allocation: reuse it empty.
+                                out.clear();
                             }
                         } else {
                             dup_session.give(duplicate(p));

@@ -159,15 +159,7 @@ impl<'s, T: Timestamp + TotalOrder> Score<'s, T> for Stream<'s, T, Vec<Parsed>> 
                     }
                 });
                 live.sort_by(|a, b| a.time.cmp(&b.time));
-                complaints.for_each_stamp(|cap, data| {
-                    if let Some(batches) = stash.at(&cap) {
-                        for batch in data {
-                            if !batch.is_empty() {
-                                batches.push(std::mem::take(batch));
-                            }
-                        }
-                    }
-                });
+                complaints.for_each_stamp(|cap, data| stash.keep_batches(&cap, data));
                 loop {
                     // The earliest epoch waits until no model for it can still arrive, and
                     // until a production model exists.

@@ -118,3 +118,43 @@ impl<T: Timestamp + TotalOrder, S: Default> Stash<T, S> {
         self.epochs.is_empty()
     }
 }
+
+impl<T: Timestamp + TotalOrder, D> Stash<T, Vec<Vec<D>>> {
+    /// Keeps a message's batches as they are (moved, never concatenated or copied) under the
+    /// message's epoch: the stash of an operator that answers an epoch with its records.
+    ///
+    /// ```
+    /// use complaintflow_operators::stash::Stash;
+    /// use timely::dataflow::channels::pact::Pipeline;
+    /// use timely::dataflow::operators::generic::Operator;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use timely::dataflow::operators::capture::Extract;
+    ///
+    /// // Each epoch's batches, counted once the epoch is complete.
+    /// let out = timely::example(|scope| {
+    ///     (0..10u64).to_stream(scope).container::<Vec<_>>()
+    ///         .unary_frontier(Pipeline, "EpochCount", |_cap, _info| {
+    ///             let mut stash: Stash<u64, Vec<Vec<u64>>> = Stash::new(&[0]);
+    ///             move |(input, frontier), output| {
+    ///                 input.for_each_stamp(|cap, data| stash.keep_batches(&cap, data));
+    ///                 while let Some((_t, caps, batches)) = stash.pop_complete(frontier.frontier()) {
+    ///                     output.session(&caps[0]).give(batches.iter().map(Vec::len).sum::<usize>());
+    ///                 }
+    ///             }
+    ///         })
+    ///         .capture()
+    /// });
+    /// assert_eq!(out.extract(), vec![(0, vec![10])]);
+    /// ```
+    pub fn keep_batches<'a>(
+        &mut self,
+        cap: &InputCapability<T>,
+        data: impl Iterator<Item = &'a mut Vec<D>>,
+    ) where
+        D: 'a,
+    {
+        if let Some(batches) = self.at(cap) {
+            batches.extend(data.filter(|b| !b.is_empty()).map(std::mem::take));
+        }
+    }
+}
