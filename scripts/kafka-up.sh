@@ -17,6 +17,10 @@
 #                     ended every soak at the 10-minute mark; a local test broker needs no
 #                     retention, so the default here is a year
 #
+#   CF_TANSU_STORAGE  (environment) tansu's --storage-engine instead of the SQLite file in the
+#                     state directory, e.g. memory://tansu/ (nothing survives a restart; used
+#                     to separate the broker's storage cost from the engine's in benchmarks)
+#
 # Installs tansu on first use (scripts/install-tansu.sh, ~9 minutes cold). Stop it with
 # scripts/kafka-down.sh --state-dir DIR. Users with a real Kafka cluster skip this and pass
 # --brokers to complaintflow.
@@ -35,7 +39,7 @@ while [ $# -gt 0 ]; do
     --host) HOST="$2"; shift 2 ;;
     --host=*) HOST="${1#*=}"; shift ;;
     --maintenance) MAINTENANCE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka-up: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,7 +72,7 @@ else
     CLUSTER_ID="complaintflow" nohup "$TANSU" broker \
       --listener-url "$BROKER" \
       --advertised-listener-url "$BROKER" \
-      --storage-engine "sqlite://tansu.db?maintenance_interval=$MAINTENANCE" \
+      --storage-engine "${CF_TANSU_STORAGE:-sqlite://tansu.db?maintenance_interval=$MAINTENANCE}" \
       >>"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
   )

@@ -5,8 +5,8 @@
 //! source closes its epoch when its share of `max_records_per_epoch` is reached (the original
 //! design's `maxOffsetsPerTrigger`), when `trigger_interval` has passed (a heartbeat, also
 //! with no record), or — the latency rule — when it has nothing more to read right now, has
-//! held a record for `linger` (default 5 ms) and fewer than `max_in_flight` epochs are
-//! incomplete; a graph that falls behind therefore gets larger epochs, like Flink's buffer
+//! held a record for `linger` (default 5 ms) and fewer than `max_in_flight` of the epochs it
+//! closed with records are incomplete; a graph that falls behind therefore gets larger epochs, like Flink's buffer
 //! timeout. With `clock_epochs` (the engine's default) an epoch is the Unix millisecond it
 //! opened at, so sources on different workers and processes close the same epochs.
 //!
@@ -39,6 +39,7 @@
 //! assert_eq!(epochs, [(0, 2), (1, 1)]);
 //! ```
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -67,8 +68,9 @@ pub struct SourcePolicy {
     /// An epoch that holds records closes as soon as the source has nothing more to read
     /// and it has been open this long (see [`EpochCutter`]). Default 5 ms.
     pub linger: Duration,
-    /// Early closing (on idle) happens only while fewer epochs than this are incomplete in
-    /// the graph; beyond, epochs grow. Default 2.
+    /// Early closing (on idle) happens only while fewer than this many of the epochs this
+    /// source closed with records are incomplete in the graph; beyond, epochs grow.
+    /// Default 2.
     pub max_in_flight: u64,
     /// Epoch numbers from the wall clock (milliseconds since the Unix epoch) instead of
     /// 0, 1, 2, …: a new epoch is numbered at least `now`, and an idle source with an empty
@@ -114,7 +116,8 @@ pub struct SourceControl {
     pub stop: Arc<AtomicBool>,
     /// The engine's completion probe: epochs before its frontier are complete everywhere.
     /// With it, a source closes an epoch early (on idle, after the linger time) only while
-    /// fewer than [`SourcePolicy::max_in_flight`] epochs are incomplete.
+    /// fewer than [`SourcePolicy::max_in_flight`] of the epochs it closed with records are
+    /// incomplete.
     pub progress: Option<ProbeHandle<u64>>,
 }
 
@@ -143,6 +146,14 @@ impl SourceControl {
             })
         })
     }
+
+    /// The completion frontier: every epoch before it is complete everywhere (`u64::MAX`
+    /// when everything is, or without a probe).
+    pub fn completed_below(&self) -> u64 {
+        self.progress.as_ref().map_or(u64::MAX, |p| {
+            p.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX))
+        })
+    }
 }
 
 /// When a source closes its epoch: the one policy of every source (file, replay, Kafka).
@@ -152,9 +163,12 @@ impl SourceControl {
 ///    large epochs), or
 /// 2. it has been open `trigger_interval` (a heartbeat, also with no record), or
 /// 3. the source has nothing more to read right now, the epoch holds a record, it has been
-///    open at least `linger`, and fewer than `max_in_flight` epochs are incomplete
-///    (latency: light traffic is decided within milliseconds; a graph that falls behind
-///    gets larger epochs, like Flink's buffer timeout).
+///    open at least `linger`, and fewer than `max_in_flight` of the epochs this cutter
+///    closed with records are incomplete (latency: light traffic is decided within
+///    milliseconds; a graph that falls behind gets larger epochs, like Flink's buffer
+///    timeout). Counting epochs, not milliseconds, keeps the rule independent of how long
+///    a sink takes to acknowledge: a broker round trip of 30 ms does not hold light traffic
+///    to the heartbeat.
 ///
 /// ```
 /// use std::time::Duration;
@@ -164,12 +178,17 @@ impl SourceControl {
 /// assert!(!cut.full());
 /// cut.record(); cut.record(); cut.record();
 /// assert!(cut.full());
-/// cut.closed(Duration::from_millis(1));
+/// cut.closed(Duration::from_millis(1), 0);   // epoch 0 closed with 3 records
 /// cut.record();
+/// // The third argument is the completion frontier: epochs before it are complete.
 /// assert!(!cut.should_close(Duration::from_millis(3), true, 0)); // lingering
 /// assert!(cut.should_close(Duration::from_millis(6), true, 0));  // idle after the linger time
-/// assert!(!cut.should_close(Duration::from_millis(6), true, 9)); // the graph is behind: grow
 /// assert!(!cut.should_close(Duration::from_millis(6), false, 0)); // more is ready: keep going
+/// cut.closed(Duration::from_millis(6), 1);   // epoch 1 closed with 1 record
+/// cut.record();
+/// // Epochs 0 and 1 incomplete (frontier 0): max_in_flight (2) reached, the epoch grows.
+/// assert!(!cut.should_close(Duration::from_millis(12), true, 0));
+/// assert!(cut.should_close(Duration::from_millis(12), true, 1)); // epoch 0 completed
 /// ```
 #[derive(Clone, Debug)]
 pub struct EpochCutter {
@@ -181,6 +200,9 @@ pub struct EpochCutter {
     in_epoch: usize,
     opened: Duration,
     max_behind: u64,
+    /// Epochs closed with records that were not yet complete when last looked at (oldest
+    /// first; at most `max_in_flight`: when the newest of them completes, so have the rest).
+    unfinished: VecDeque<u64>,
 }
 
 impl EpochCutter {
@@ -194,6 +216,7 @@ impl EpochCutter {
             max_in_flight: policy.max_in_flight.max(1),
             in_epoch: 0,
             opened: now,
+            unfinished: VecDeque::new(),
             max_behind: {
                 let ms = u64::try_from(policy.max_behind.as_millis()).unwrap_or(u64::MAX);
                 if policy.clock_epochs {
@@ -207,8 +230,8 @@ impl EpochCutter {
     }
 
     /// Back-pressure: whether to stop reading because completion is more than
-    /// [`SourcePolicy::max_behind`] behind (`in_flight` as for
-    /// [`should_close`](Self::should_close)).
+    /// [`SourcePolicy::max_behind`] behind (`in_flight` from [`SourceControl::in_flight`]:
+    /// epochs, or milliseconds with clock epochs).
     ///
     /// ```
     /// use std::time::Duration;
@@ -237,24 +260,36 @@ impl EpochCutter {
     }
 
     /// Whether to close the epoch now: `idle` = nothing more to read at the moment,
-    /// `in_flight` = how far the graph is behind ([`SourceControl::in_flight`]: epochs, or
-    /// milliseconds with clock epochs, where `max_in_flight × linger` is the bound).
-    pub fn should_close(&self, now: Duration, idle: bool, in_flight: u64) -> bool {
+    /// `completed_below` = the completion frontier ([`SourceControl::completed_below`]):
+    /// epochs before it are complete everywhere.
+    pub fn should_close(&mut self, now: Duration, idle: bool, completed_below: u64) -> bool {
         let open = now.saturating_sub(self.opened);
-        let bound = if self.clock {
-            let linger_ms = u64::try_from(self.linger.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            self.max_in_flight.saturating_mul(linger_ms)
-        } else {
-            self.max_in_flight
-        };
-        open >= self.max_open
-            || (idle && self.in_epoch > 0 && open >= self.linger && in_flight < bound)
+        if open >= self.max_open {
+            return true;
+        }
+        if !(idle && self.in_epoch > 0 && open >= self.linger) {
+            return false;
+        }
+        while self
+            .unfinished
+            .front()
+            .is_some_and(|e| *e < completed_below)
+        {
+            self.unfinished.pop_front();
+        }
+        (self.unfinished.len() as u64) < self.max_in_flight
     }
 
-    /// The epoch was closed at `now`; a new one is open.
-    pub fn closed(&mut self, now: Duration) {
+    /// Epoch `epoch` was closed at `now`; a new one is open.
+    pub fn closed(&mut self, now: Duration, epoch: u64) {
+        if self.in_epoch > 0 {
+            self.unfinished.push_back(epoch);
+            // Bounded: only the early-close rule reads it, and it needs `max_in_flight`.
+            let cap = usize::try_from(self.max_in_flight).unwrap_or(usize::MAX);
+            while self.unfinished.len() > cap {
+                self.unfinished.pop_front();
+            }
+        }
         self.in_epoch = 0;
         self.opened = now;
     }
@@ -383,9 +418,9 @@ where
                         output.session(&*c).give_container(&mut buf);
                         buf.clear();
                     }
-                    let next = cut.next_epoch(*c.time());
+                    let (closing, next) = (*c.time(), cut.next_epoch(*c.time()));
                     c.downgrade(&next);
-                    cut.closed(now);
+                    cut.closed(now, closing);
                 }
                 let Some(r) = iter.next() else {
                     exhausted = true;
@@ -406,13 +441,14 @@ where
             }
             // Idle: the rate holds the rest back (a backlog is never idle).
             let idle = budget == 0 || (pacer.is_limited() && emitted < policy.batch.max(1));
-            if cut.should_close(now, idle, control.in_flight(*c.time())) {
-                let next = cut.next_epoch(*c.time());
+            if cut.should_close(now, idle, control.completed_below()) {
+                let (closing, next) = (*c.time(), cut.next_epoch(*c.time()));
                 c.downgrade(&next);
-                cut.closed(now);
+                cut.closed(now, closing);
             } else if let Some(next) = cut.advance_empty(*c.time()).filter(|_| idle) {
+                let closing = *c.time();
                 c.downgrade(&next);
-                cut.closed(now);
+                cut.closed(now, closing);
             }
             let to_cut = cut.wait(now);
             match wait {

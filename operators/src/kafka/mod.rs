@@ -65,7 +65,10 @@ pub use produce::{
     MALFORMED_ID_BASE, MALFORMED_KEY_PREFIX,
 };
 pub use sink::{dead_letter_payload, KafkaSink, KafkaSinkHandle, SinkStats};
-pub use source::{kafka_source, kafka_source_with, KafkaSourceHandle, KafkaSourceSpec, ReadMode};
+pub use source::{
+    kafka_source, kafka_source_with, KafkaSourceHandle, KafkaSourceSpec, ReadMode,
+    GROUP_COMMIT_INTERVAL,
+};
 pub use txn::{detect_transactions, DeliveryMode, TxnSupport};
 
 /// The topics `scripts/kafka-up.sh` creates, with their partition counts.

@@ -164,8 +164,9 @@ impl KafkaSourceHandle {
     }
 
     /// Asks every worker to commit `offsets_through(epoch)` of its partitions to the
-    /// consumer group (asynchronously, at its next activation): for monitoring tools; the
-    /// checkpoint stays the source of truth for recovery.
+    /// consumer group (asynchronously, at its next activation, and at most once per
+    /// [`GROUP_COMMIT_INTERVAL`] per worker): for monitoring tools; the checkpoint stays the
+    /// source of truth for recovery.
     pub fn commit_through(&self, epoch: u64) {
         lock(&self.inner).commit_request = Some(epoch);
     }
@@ -373,9 +374,9 @@ pub fn kafka_source_with<'s>(
                         buf.clear();
                     }
                     r.close_epoch(cap_epoch, &handle);
+                    cut.closed(now, cap_epoch);
                     cap_epoch = cut.next_epoch(cap_epoch);
                     c.downgrade(&cap_epoch);
-                    cut.closed(now);
                 }
                 match r.poll() {
                     Polled::Record(raw) => {
@@ -400,16 +401,16 @@ pub fn kafka_source_with<'s>(
                 cap = None;
                 return;
             }
-            if cut.should_close(now, idle, control.in_flight(cap_epoch)) {
+            if cut.should_close(now, idle, control.completed_below()) {
                 r.close_epoch(cap_epoch, &handle);
+                cut.closed(now, cap_epoch);
                 cap_epoch = cut.next_epoch(cap_epoch);
                 c.downgrade(&cap_epoch);
-                cut.closed(now);
             } else if let Some(next) = cut.advance_empty(cap_epoch).filter(|_| idle) {
                 r.close_epoch(cap_epoch, &handle);
+                cut.closed(now, cap_epoch);
                 cap_epoch = next;
                 c.downgrade(&cap_epoch);
-                cut.closed(now);
             }
             lock(&handle.inner).epochs.insert(index, Some(cap_epoch));
             if read >= batch {
@@ -440,8 +441,15 @@ struct Reader {
     targets: Option<BTreeMap<i32, i64>>,
     index: usize,
     last_commit: Option<u64>,
+    last_commit_at: Option<Instant>,
     last_error_log: Option<Instant>,
 }
+
+/// How often a worker commits its offsets to the consumer group at most (librdkafka's own
+/// `auto.commit.interval.ms` is 5 s). Light traffic completes an epoch every few
+/// milliseconds; committing each one made the broker (tansu on SQLite) run a transaction per
+/// epoch and worker, the largest part of its CPU at 10,000 complaints/min.
+pub const GROUP_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Reader {
     fn new(
@@ -468,6 +476,7 @@ impl Reader {
             targets: None,
             index,
             last_commit: None,
+            last_commit_at: None,
             last_error_log: None,
         };
         if mine.is_empty() {
@@ -616,10 +625,15 @@ impl Reader {
         let (Some(epoch), Some(consumer)) = (request, self.consumer.as_ref()) else {
             return;
         };
-        if self.last_commit == Some(epoch) {
+        if self.last_commit == Some(epoch)
+            || self
+                .last_commit_at
+                .is_some_and(|t| t.elapsed() < GROUP_COMMIT_INTERVAL)
+        {
             return;
         }
         self.last_commit = Some(epoch);
+        self.last_commit_at = Some(Instant::now());
         let offsets = handle.offsets_through(epoch);
         let mut tpl = TopicPartitionList::new();
         for p in self.positions.keys() {
