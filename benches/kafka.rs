@@ -21,8 +21,12 @@
 //! 2. **latency at 10,000/min**: the producer runs at 10,000/min for `CF_KAFKA_LAT_SECS`
 //!    (default 60 s) while the engine runs continuously; latency = the prediction message's
 //!    timestamp (set when the sink hands it to the producer) − the input message's
-//!    timestamp (set by the producer), p50/p99 over every complaint. Epoch trigger 1 s (the
-//!    default) and 100 ms.
+//!    timestamp (set by the producer), p50/p99 over every complaint, the engine's share
+//!    (`decided_ms − ingest_ms`), and the steady state (complaints produced 2 s or more
+//!    after the engine started: before that the consumer is still starting). Epoch trigger
+//!    1 s (the default; `CF_KAFKA_TRIGGER_MS`), linger and in-flight bound from
+//!    `CF_KAFKA_LINGER_US` / `CF_KAFKA_MAX_IN_FLIGHT`; `CF_KAFKA_DUMP=FILE` writes
+//!    `ingest decided sent partition epoch` (ms) per complaint.
 //! 3. **latency at a high rate**: the same at `CF_KAFKA_HIGH_RATE` complaints/min (default
 //!    85 % of the drain throughput), with the consumer lag sampled: sustainable when the lag
 //!    stays bounded and the achieved rate matches.
