@@ -23,8 +23,8 @@
 //!    timestamp (set when the sink hands it to the producer) − the input message's
 //!    timestamp (set by the producer), p50/p99 over every complaint, the engine's share
 //!    (`decided_ms − ingest_ms`), and the steady state (complaints produced 2 s or more
-//!    after the engine started: before that the bench's own producer is still starting). Epoch trigger
-//!    1 s (the default; `CF_KAFKA_TRIGGER_MS`), linger and in-flight bound from
+//!    after the engine started: before that the bench's own producer is still starting).
+//!    Epoch trigger 1 s (the default; `CF_KAFKA_TRIGGER_MS`), linger and in-flight bound from
 //!    `CF_KAFKA_LINGER_US` / `CF_KAFKA_MAX_IN_FLIGHT`; `CF_KAFKA_DUMP=FILE` writes
 //!    `ingest decided sent partition epoch` (ms) per complaint.
 //! 3. **latency at a high rate**: the same at `CF_KAFKA_HIGH_RATE` complaints/min (default
@@ -57,13 +57,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Milliseconds since the Unix epoch (the clock of Kafka's message timestamps).
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// CPU seconds (user + system) of a process so far, from /proc.
@@ -243,7 +236,7 @@ impl Bench {
         let handle = source.handle();
         let sinks = KafkaSinks::new(self.kafka.clone(), DeliveryMode::AtLeastOnce, topics);
         let cfg = self.engine_config(tag, Some(sinks), trigger);
-        let started_ms = unix_ms();
+        let started_ms = complaintflow_operators::record::now_ms();
         let engine = start(cfg, SourceSpec::Custom(source), self.model.clone()).expect("start");
         // Sample the lag while the producer runs.
         let done = Arc::new(AtomicBool::new(false));
@@ -279,6 +272,8 @@ impl Bench {
         let mut lat = Vec::with_capacity(acked as usize);
         // The engine's share: decided − ingest (the rest is the sink's hand-off).
         let mut engine_lat = Vec::with_capacity(acked as usize);
+        // Per-complaint timings, only when asked for.
+        let dump_path = std::env::var("CF_KAFKA_DUMP").ok();
         let mut dump = Vec::new();
         // Steady state: complaints produced 2 s or more after the engine started. Before that
         // the bench's producer is still starting: a new idempotent producer waits for its
@@ -302,10 +297,12 @@ impl Bench {
                         }
                         if let Some(decided) = m.value["decided_ms"].as_i64() {
                             engine_lat.push((decided - ingest) as f64 / 1000.0);
-                            dump.push(format!(
-                                "{ingest} {decided} {ts} {} {}",
-                                m.partition, m.value["epoch"]
-                            ));
+                            if dump_path.is_some() {
+                                dump.push(format!(
+                                    "{ingest} {decided} {ts} {} {}",
+                                    m.partition, m.value["epoch"]
+                                ));
+                            }
                         }
                     }
                 }
@@ -313,8 +310,10 @@ impl Bench {
             },
         )
         .expect("consume predictions");
-        if let Ok(path) = std::env::var("CF_KAFKA_DUMP") {
-            let _ = std::fs::write(path, dump.join("\n"));
+        if let Some(path) = dump_path {
+            if let Err(e) = std::fs::write(&path, dump.join("\n")) {
+                eprintln!("kafka bench: cannot write CF_KAFKA_DUMP={path}: {e}");
+            }
         }
         lat.sort_by(f64::total_cmp);
         engine_lat.sort_by(f64::total_cmp);

@@ -6,9 +6,10 @@
 //! design's `maxOffsetsPerTrigger`), when `trigger_interval` has passed (a heartbeat, also
 //! with no record), or — the latency rule — when it has nothing more to read right now, has
 //! held a record for `linger` (default 5 ms) and fewer than `max_in_flight` of the epochs it
-//! closed with records are incomplete; a graph that falls behind therefore gets larger epochs, like Flink's buffer
-//! timeout. With `clock_epochs` (the engine's default) an epoch is the Unix millisecond it
-//! opened at, so sources on different workers and processes close the same epochs.
+//! closed with records are incomplete; a graph that falls behind therefore gets larger
+//! epochs, like Flink's buffer timeout. With `clock_epochs` (the engine's default) an epoch is
+//! the Unix millisecond it opened at, so sources on different workers and processes close the
+//! same epochs.
 //!
 //! **Never blocking.** A source emits at most `batch` records per activation, then asks to
 //! be scheduled again (at once, or when the next record is due under a rate).
